@@ -1,0 +1,295 @@
+"""The DynamoDB table: blocks, address locks and rule slots.
+
+Item layout (one table, ``pk``/``sk``):
+
+* ``BLOCK#<id>`` / ``BLOCK``: the block. While it is live (pending, active, releasing) it also
+  carries ``gsi1pk = "LIVE"`` and ``gsi1sk = "<expires_at:010d>#<id>"``, so the ``live`` index holds
+  live blocks only, ordered by expiry: the sweeper reads what is live or overdue, never history.
+  A block that ended carries ``ttl`` and leaves the index.
+* ``ADDR#<cidr>`` / ``ADDR``: the address lock, naming the one live block of an address. Created with
+  the block in one transaction; removed when the block ends.
+* ``SLOT#<nacl>|<direction>`` / ``<rule number:05d>``: a rule number held by a block. Created with a
+  condition that it does not exist, in the same transaction that records it on a pending block:
+  two blocks can never hold one number, and a block that stopped being pending can take none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from autoblock.dal.aws import dynamodb_table, error_code, is_transient, transient
+from autoblock.errors import Unchanged
+from autoblock.models import Block
+
+LIVE_INDEX = "live"
+_DESERIALIZER = TypeDeserializer()
+LIVE = "LIVE"
+
+
+def _block_key(block_id: str) -> dict[str, str]:
+    return {"pk": f"BLOCK#{block_id}", "sk": "BLOCK"}
+
+
+def _lock_key(cidr: str) -> dict[str, str]:
+    return {"pk": f"ADDR#{cidr}", "sk": "ADDR"}
+
+
+def _slot_key(key: str, number: int) -> dict[str, str]:
+    return {"pk": f"SLOT#{key}", "sk": f"{number:05d}"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _block(item: dict[str, Any]) -> Block:
+    return Block.model_validate(_plain(item))
+
+
+def _cancelled_reasons(exc: ClientError) -> list[str]:
+    return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+
+
+@contextmanager
+def _aws(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        if is_transient(exc):
+            raise transient(exc, what) from exc
+        raise
+
+
+class BlockTable:
+    def __init__(self, table_name: str, history_ttl_seconds: int = 90 * 86400) -> None:
+        self.name = table_name
+        self.history_ttl_seconds = history_ttl_seconds
+
+    @property
+    def table(self) -> Any:
+        return dynamodb_table(self.name)
+
+    @property
+    def client(self) -> Any:
+        return self.table.meta.client
+
+    # -- blocks -------------------------------------------------------------------------------
+
+    def get(self, block_id: str) -> Block | None:
+        with _aws("GetItem block"):
+            item = self.table.get_item(Key=_block_key(block_id), ConsistentRead=True).get("Item")
+        return _block(item) if item else None
+
+    def get_many(self, block_ids: list[str]) -> list[Block]:
+        blocks: list[Block] = []
+        for i in range(0, len(block_ids), 100):
+            keys = [_block_key(b) for b in dict.fromkeys(block_ids[i : i + 100])]
+            request: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                with _aws("BatchGetItem blocks"):
+                    answer = self.client.batch_get_item(RequestItems=request)
+                blocks.extend(_block(item) for item in answer["Responses"].get(self.name, []))
+                request = answer.get("UnprocessedKeys") or {}
+        return blocks
+
+    def create(self, block: Block) -> bool:
+        """Write a new pending block and its address lock together; False if the address is locked."""
+        item = {
+            **_block_key(block.id),
+            **block.model_dump(exclude_none=True),
+            "gsi1pk": LIVE,
+            "gsi1sk": f"{block.expires_at:010d}#{block.id}",
+        }
+        lock = {**_lock_key(block.cidr), "block_id": block.id, "created_at": block.created_at}
+        try:
+            with _aws("TransactWriteItems create block"):
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {"Put": {"TableName": self.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {"Put": {"TableName": self.name, "Item": lock, "ConditionExpression": "attribute_not_exists(pk)"}},
+                    ]
+                )
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in _cancelled_reasons(exc):
+                return False
+            raise
+        return True
+
+    def lock_holder(self, cidr: str) -> str | None:
+        with _aws("GetItem address lock"):
+            item = self.table.get_item(Key=_lock_key(cidr), ConsistentRead=True).get("Item")
+        return str(item["block_id"]) if item else None
+
+    def drop_lock(self, cidr: str, block_id: str) -> None:
+        """Remove the address lock if ``block_id`` still holds it."""
+        try:
+            with _aws("DeleteItem address lock"):
+                self.table.delete_item(
+                    Key=_lock_key(cidr),
+                    ConditionExpression="block_id = :id",
+                    ExpressionAttributeValues={":id": block_id},
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def _update(self, what: str, block_id: str, **kwargs: Any) -> Block:
+        """A conditional UpdateItem on a block; Unchanged (with the block as it is) if the condition fails."""
+        try:
+            with _aws(f"UpdateItem {what}"):
+                answer = self.table.update_item(
+                    Key=_block_key(block_id),
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **kwargs,
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                old = exc.response.get("Item")
+                raise Unchanged(_block(self.client_item(old)) if old else None) from None
+            raise
+        return _block(answer["Attributes"])
+
+    def extend(self, block_id: str, expires_at: int) -> Block:
+        """Move a live block's expiry later; raise Unchanged if it is not pending/active or not earlier."""
+        return self._update(
+            "extend",
+            block_id,
+            UpdateExpression="SET expires_at = :e, gsi1sk = :s",
+            ConditionExpression="#st IN (:p, :a) AND expires_at < :e",
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues={
+                ":e": expires_at,
+                ":s": f"{expires_at:010d}#{block_id}",
+                ":p": "pending",
+                ":a": "active",
+            },
+        )
+
+    def client_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Items in a ClientError come in the low-level format; turn them into plain values."""
+        return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+
+    def transition(self, block_id: str, from_states: frozenset[str], to_state: str) -> Block:
+        """Move a block to ``to_state`` if it is in one of ``from_states``; raise Unchanged otherwise."""
+        names = {f":f{i}": s for i, s in enumerate(sorted(from_states))}
+        return self._update(
+            to_state,
+            block_id,
+            UpdateExpression="SET #st = :to",
+            ConditionExpression=f"#st IN ({', '.join(names)})",
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues={":to": to_state, **names},
+        )
+
+    def begin_release_if_due(self, block_id: str, now: int) -> Block:
+        """active → releasing, only if its expiry has passed (atomic against an extension)."""
+        return self._update(
+            "expire",
+            block_id,
+            UpdateExpression="SET #st = :r",
+            ConditionExpression="#st = :a AND expires_at <= :now",
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now},
+        )
+
+    def finish(self, block: Block, final_state: str, reason: str, now: int) -> Block:
+        """releasing → final state; the block leaves the live index and gets its history TTL."""
+        return self._update(
+            "finish",
+            block.id,
+            UpdateExpression="SET #st = :f, ended_at = :now, end_reason = :why, #ttl = :ttl REMOVE gsi1pk, gsi1sk",
+            ConditionExpression="#st = :r",
+            ExpressionAttributeNames={"#st": "state", "#ttl": "ttl"},
+            ExpressionAttributeValues={
+                ":f": final_state,
+                ":r": "releasing",
+                ":now": now,
+                ":why": reason,
+                ":ttl": now + self.history_ttl_seconds,
+            },
+        )
+
+    def live(self) -> list[Block]:
+        """Every live block, soonest expiry first, read from the sparse ``live`` index."""
+        blocks: list[Block] = []
+        kwargs: dict[str, Any] = {"IndexName": LIVE_INDEX, "KeyConditionExpression": Key("gsi1pk").eq(LIVE)}
+        while True:
+            with _aws("Query live"):
+                page = self.table.query(**kwargs)
+            blocks.extend(_block(item) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return blocks
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- rule slots -----------------------------------------------------------------------------
+
+    def slots(self, key: str) -> dict[int, str]:
+        """Rule number → holder block id, for one (NACL, direction)."""
+        taken: dict[int, str] = {}
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"SLOT#{key}"), "ConsistentRead": True}
+        while True:
+            with _aws("Query slots"):
+                page = self.table.query(**kwargs)
+            taken.update({int(item["sk"]): str(item["block_id"]) for item in page["Items"]})
+            if "LastEvaluatedKey" not in page:
+                return taken
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def take_slot(self, block: Block, key: str, number: int, now: int) -> bool:
+        """Hold ``number`` for a pending block. False if another block holds it; Unchanged if the
+        block stopped being pending or already holds a slot there."""
+        slot = {**_slot_key(key, number), "block_id": block.id, "cidr": block.cidr, "taken_at": now}
+        try:
+            with _aws("TransactWriteItems take slot"):
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {"Put": {"TableName": self.name, "Item": slot, "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {
+                            "Update": {
+                                "TableName": self.name,
+                                "Key": _block_key(block.id),
+                                "UpdateExpression": "SET #rules.#k = :n",
+                                "ConditionExpression": "#st = :p AND attribute_not_exists(#rules.#k)",
+                                "ExpressionAttributeNames": {"#rules": "rules", "#k": key, "#st": "state"},
+                                "ExpressionAttributeValues": {":n": number, ":p": "pending"},
+                            }
+                        },
+                    ]
+                )
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            slot_reason, block_reason = (_cancelled_reasons(exc) + ["None", "None"])[:2]
+            if block_reason == "ConditionalCheckFailed":
+                raise Unchanged(self.get(block.id)) from None
+            if slot_reason == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def free_slot(self, key: str, number: int, block_id: str) -> None:
+        """Give a rule number back, if ``block_id`` still holds it."""
+        try:
+            with _aws("DeleteItem slot"):
+                self.table.delete_item(
+                    Key=_slot_key(key, number),
+                    ConditionExpression="block_id = :id",
+                    ExpressionAttributeValues={":id": block_id},
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise

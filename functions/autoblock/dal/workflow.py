@@ -1,0 +1,38 @@
+"""Step Functions: start a block's execution, stop it when the block is released by hand."""
+
+from __future__ import annotations
+
+import json
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from autoblock.dal.aws import client, error_code
+from autoblock.errors import WorkflowError
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+
+class Workflow:
+    def __init__(self, state_machine_arn: str) -> None:
+        self.arn = state_machine_arn
+        self.sfn = client("stepfunctions")
+
+    def start(self, block_id: str) -> None:
+        """Start the block's execution, named after the block (the idempotency key)."""
+        try:
+            self.sfn.start_execution(stateMachineArn=self.arn, name=block_id, input=json.dumps({"block_id": block_id}))
+        except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            if code == "ExecutionAlreadyExists":
+                return
+            raise WorkflowError(f"could not start the block's workflow: {code}") from exc
+
+    def stop(self, block_id: str, error: str, cause: str) -> bool:
+        """Stop the block's waiting execution; False if it had already ended or cannot be stopped."""
+        try:
+            self.sfn.stop_execution(executionArn=execution_arn(self.arn, block_id), error=error, cause=cause)
+        except (ClientError, BotoCoreError):
+            return False
+        return True

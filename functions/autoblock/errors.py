@@ -1,0 +1,124 @@
+"""Named domain errors.
+
+Each class name is part of the contract with ``statemachines/block.asl.json``: the Lambda
+runtime reports an unhandled exception under its class name, and the ASL retries
+``TransientAwsError`` only. Every other error is a business outcome that is never retried.
+``http_status`` is the status the API answers with; the mapping lives here and nowhere else.
+"""
+
+from typing import Any
+
+
+class AutoblockError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    http_status = 500
+    code = "internal_error"
+
+
+class InvalidAddress(AutoblockError):
+    """The address or CIDR is malformed."""
+
+    http_status = 400
+    code = "invalid_address"
+
+
+class InvalidDuration(AutoblockError):
+    """The duration is not a whole number of seconds within (0, MaxDurationSeconds]."""
+
+    http_status = 400
+    code = "invalid_duration"
+
+
+class PolicyViolation(AutoblockError):
+    """A well-formed address that autoblock must never block (never-block range, allowlist, prefix)."""
+
+    http_status = 422
+    code = "not_blockable"
+
+
+class BlockNotFound(AutoblockError):
+    http_status = 404
+    code = "not_found"
+
+
+class BlockConflict(AutoblockError):
+    """The address is blocked in another direction, or its previous block is still being released."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class CapacityExceeded(AutoblockError):
+    """Every rule number of the managed range is taken (WhenFull=reject, or nothing to evict)."""
+
+    http_status = 503
+    code = "capacity_exceeded"
+
+
+class NaclQuotaExceeded(AutoblockError):
+    """EC2 refused the entry because the NACL reached its rules-per-direction quota."""
+
+    http_status = 503
+    code = "nacl_quota_exceeded"
+
+
+class TransientAwsError(AutoblockError):
+    """Throttling, a 5xx or a timeout that outlived botocore's own retries: the ASL retries it."""
+
+    http_status = 503
+    code = "transient_aws_error"
+
+
+class WorkflowError(AutoblockError):
+    """The block could not be handed to the state machine."""
+
+    http_status = 503
+    code = "workflow_unavailable"
+
+
+class BlockFailed(AutoblockError):
+    """The workflow failed and compensated: nothing of the block is left in any NACL."""
+
+    http_status = 502
+    code = "block_failed"
+
+
+# Outcomes that end a block as "rejected" rather than "failed".
+REJECTIONS = frozenset({"CapacityExceeded", "PolicyViolation", "NaclQuotaExceeded", "InvalidAddress"})
+
+
+class SlotConflict(AutoblockError):
+    """One of our rule numbers holds an entry autoblock did not write: it is never touched."""
+
+    http_status = 409
+    code = "slot_conflict"
+
+
+# Internal signals between the data layer and the logic (never leave a Lambda).
+
+
+class Unchanged(Exception):
+    """A conditional write found the item not in the expected state; carries the item as it is."""
+
+    def __init__(self, current: Any) -> None:
+        super().__init__("condition failed")
+        self.current = current
+
+
+class EntryExists(Exception):
+    """The rule number is taken in that NACL and direction; carries the entry that is there."""
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__("entry exists")
+        self.entry = entry
+
+
+def error_class(name: str, default: type[AutoblockError]) -> type[AutoblockError]:
+    """The domain error class called ``name`` (as the state machine recorded it), else ``default``."""
+    classes = {cls.__name__: cls for cls in _subclasses(AutoblockError)}
+    return classes.get(name, default)
+
+
+def _subclasses(cls: type[AutoblockError]) -> list[type[AutoblockError]]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]

@@ -1,0 +1,168 @@
+"""The REST API: POST/GET /blocks, GET/DELETE /blocks/{id}, behind a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from autoblock.errors import AutoblockError, BlockFailed, BlockNotFound, error_class
+from autoblock.handlers.wiring import lifecycle, workflow
+from autoblock.models import BLOCK_ID_PATTERN, Block, BlockList, BlockRequest, BlockView, ErrorBody, settings
+
+logger = Logger()
+tracer = Tracer()
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger = False  # type: ignore[attr-defined]
+
+MAX_BODY_BYTES = 8 * 1024
+TOKEN_CACHE_SECONDS = 300  # a rotated token is picked up within five minutes
+TOKEN_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization"})
+SECURITY = [{"bearerAuth": []}]
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": code, "message": message}),
+        headers=headers,
+    )
+
+
+def _token() -> str:
+    return str(parameters.get_secret(settings().token_secret_id, max_age=TOKEN_CACHE_SECONDS))
+
+
+def guard(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Authentication and the request-shape checks that come before validation."""
+    event = app.current_event
+    query = {k.lower() for k in (event.query_string_parameters or {})}
+    if query & TOKEN_QUERY_NAMES:
+        return _error(400, "token_in_url", "send the token in the Authorization header, never in the URL")
+    header = event.headers.get("authorization") or event.headers.get("Authorization") or ""
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented or not hmac.compare_digest(
+        presented.strip().encode(), _token().encode()
+    ):
+        return _error(401, "unauthorized", "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+    if event.http_method == "POST":
+        content_type = (event.headers.get("content-type") or event.headers.get("Content-Type") or "").lower()
+        if content_type.split(";")[0].strip() != "application/json":
+            return _error(415, "unsupported_media_type", "send the body as application/json")
+        body = event.body or ""
+        if len(body.encode()) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return _error(400, "invalid_json", "the body is not valid JSON")
+        if not isinstance(parsed, dict):
+            return _error(400, "invalid_json", "the body must be a JSON object")
+    return next_middleware(app)
+
+
+app.use(middlewares=[guard])
+
+
+@app.exception_handler(AutoblockError)
+def domain_error(exc: AutoblockError) -> Response[str]:
+    logger.info("request refused", extra={"error": exc.code})
+    return _error(exc.http_status, exc.code, str(exc))
+
+
+def _source() -> str:
+    return f"api:{app.current_event.request_context.request_id}"
+
+
+def _wait_past_pending(block: Block) -> Block:
+    """Give the workflow a moment to apply the block so the answer can carry its rule numbers."""
+    deadline = time.monotonic() + settings().api_wait_seconds
+    while block.state == "pending" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        block = lifecycle().get(block.id)
+    return block
+
+
+@app.post(
+    "/blocks",
+    summary="Block an address",
+    responses={
+        200: {"description": "An active block of the address was extended", "content": {"application/json": {"model": BlockView}}},
+        202: {"description": "The block was created", "content": {"application/json": {"model": BlockView}}},
+        409: {"description": "Conflicts with a block of the address", "content": {"application/json": {"model": ErrorBody}}},
+        422: {"description": "Never blockable, or invalid", "content": {"application/json": {"model": ErrorBody}}},
+        503: {"description": "No free rule number (WhenFull=reject)", "content": {"application/json": {"model": ErrorBody}}},
+    },
+    security=SECURITY,
+)
+def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
+    registered = lifecycle().register(request, source=_source())
+    block = registered.block
+    if not registered.created:
+        return Response(200, "application/json", BlockView.of(block).model_dump_json())
+    try:
+        workflow().start(block.id)
+    except AutoblockError:
+        lifecycle().release(block.id, "failed", "the workflow could not be started", frozenset({"pending"}))
+        raise
+    block = _wait_past_pending(block)
+    if block.state in ("rejected", "failed"):
+        # end_reason is "<ErrorClass>: <message>" as Compensate recorded it: answer as that error.
+        kind, _, message = (block.end_reason or "").partition(": ")
+        raise error_class(kind, BlockFailed)(message or block.end_reason or block.state)
+    return Response(202, "application/json", BlockView.of(block).model_dump_json())
+
+
+@app.get("/blocks", summary="List live blocks", security=SECURITY)
+def list_blocks() -> BlockList:
+    return BlockList(blocks=[BlockView.of(b) for b in lifecycle().live()])
+
+
+BlockId = Annotated[str, Path(description="The block's id", max_length=64)]
+
+
+def _known(block_id: str) -> str:
+    if not re.fullmatch(BLOCK_ID_PATTERN, block_id):
+        raise BlockNotFound("no block with that id")
+    return block_id
+
+
+@app.get("/blocks/<block_id>", summary="Show a block", security=SECURITY)
+def get_block(block_id: BlockId) -> BlockView:
+    return BlockView.of(lifecycle().get(_known(block_id)))
+
+
+@app.delete("/blocks/<block_id>", summary="Unblock now", security=SECURITY)
+def delete_block(block_id: BlockId) -> BlockView:
+    """Remove the block's entries now and stop its waiting execution."""
+    block = lifecycle().release(_known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"}))
+    if block.state == "unblocked":
+        workflow().stop(block.id, "autoblock.Unblocked", "unblocked through the API")
+    return BlockView.of(block)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def openapi_document() -> str:
+    return app.get_openapi_json_schema(
+        title="autoblock",
+        version="1.0.0",
+        description="Time-limited blocking of attacker addresses in VPC Network ACLs.",
+        security_schemes={"bearerAuth": HTTPBearer()},
+    )

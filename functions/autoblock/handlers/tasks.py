@@ -1,0 +1,78 @@
+"""The state machine's Lambda tasks. Each takes {"block_id"} and returns TaskOutput.
+
+Errors propagate under their class names: the ASL retries TransientAwsError (and Lambda's own
+service errors) and sends everything else to Compensate.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from autoblock.errors import REJECTIONS, BlockNotFound
+from autoblock.handlers.wiring import lifecycle
+from autoblock.logic.addresses import blockable
+from autoblock.models import LIVE_STATES, CompensateInput, TaskInput, TaskOutput, settings
+
+logger = Logger()
+tracer = Tracer()
+CORRELATION_PATH = "execution_id"  # the ASL passes $$.Execution.Id under this name
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=TaskInput)
+def validate(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
+    """Re-check a registered block against the current policy before anything is reserved."""
+    block = lifecycle().get(event.block_id)
+    if block.state == "pending":
+        blockable(block.cidr, settings().policy)  # PolicyViolation: the allowlist changed meanwhile
+    return TaskOutput.of(block).model_dump()
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=TaskInput)
+def reserve(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
+    return TaskOutput.of(lifecycle().reserve(event.block_id)).model_dump()
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=TaskInput)
+def apply(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
+    return TaskOutput.of(lifecycle().apply(event.block_id)).model_dump()
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=TaskInput)
+def expire(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
+    return TaskOutput.of(lifecycle().expire(event.block_id)).model_dump()
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=CompensateInput)
+def compensate(event: CompensateInput, context: LambdaContext) -> dict[str, Any]:
+    """Undo whatever a failed execution did: entries, rule numbers, the address lock."""
+    final_state = "rejected" if event.error.error in REJECTIONS else "failed"
+    reason = f"{event.error.error}: {_message(event.error.cause)}"
+    logger.warning("compensating", extra={"block_id": event.block_id, "error": event.error.error})
+    try:
+        block = lifecycle().release(event.block_id, final_state, reason, from_states=LIVE_STATES)
+    except BlockNotFound:
+        return {"block_id": event.block_id, "state": "failed", "expires_at": ""}
+    return TaskOutput.of(block).model_dump()
+
+
+def _message(cause: str) -> str:
+    """A Lambda error's Cause is a JSON document; keep its message only (no stack trace)."""
+    try:
+        return str(json.loads(cause).get("errorMessage", ""))[:500]
+    except (ValueError, AttributeError):
+        return cause[:500]

@@ -1,0 +1,298 @@
+"""A block's life: register (or extend), reserve rule numbers, apply entries, expire, release.
+
+States: ``pending`` → ``active`` → ``releasing`` → one of ``expired``, ``unblocked``, ``evicted``,
+``rejected``, ``failed``. A pending block can also go straight to ``releasing``. Every transition is
+a conditional write on the block item, so concurrent actors (the workflow, the API, an eviction)
+agree on who does what: only the actor that moved a block to ``releasing`` removes its entries.
+
+This module holds no boto3 import: it is given the table, the NACL gateway and the clock.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from autoblock.errors import (
+    BlockConflict,
+    BlockNotFound,
+    CapacityExceeded,
+    EntryExists,
+    InvalidDuration,
+    SlotConflict,
+    Unchanged,
+)
+from autoblock.logic import clock
+from autoblock.logic.addresses import Network, blockable
+from autoblock.logic.slots import split_slot_key, targets
+from autoblock.models import Block, BlockRequest, Settings
+
+logger = Logger(child=True)
+
+REGISTER_ATTEMPTS = 8
+RESERVE_ATTEMPTS_PER_SLOT = 50
+EXPIRY_SLACK_SECONDS = 5
+
+
+class Table(Protocol):  # what lifecycle needs of dal.table.BlockTable
+    def get(self, block_id: str) -> Block | None: ...
+    def get_many(self, block_ids: list[str]) -> list[Block]: ...
+    def create(self, block: Block) -> bool: ...
+    def lock_holder(self, cidr: str) -> str | None: ...
+    def drop_lock(self, cidr: str, block_id: str) -> None: ...
+    def extend(self, block_id: str, expires_at: int) -> Block: ...
+    def transition(self, block_id: str, from_states: frozenset[str], to_state: str) -> Block: ...
+    def begin_release_if_due(self, block_id: str, now: int) -> Block: ...
+    def finish(self, block: Block, final_state: str, reason: str, now: int) -> Block: ...
+    def live(self) -> list[Block]: ...
+    def slots(self, key: str) -> dict[int, str]: ...
+    def take_slot(self, block: Block, key: str, number: int, now: int) -> bool: ...
+    def free_slot(self, key: str, number: int, block_id: str) -> None: ...
+
+
+class EntryLike(Protocol):
+    nacl_id: str
+    rule_number: int
+    egress: bool
+
+    def is_deny_of(self, cidr: str) -> bool: ...
+
+
+class NaclGateway(Protocol):  # what lifecycle needs of dal.nacl.Nacls
+    def entries(self, nacl_ids: list[str]) -> dict[str, list[EntryLike]]: ...  # type: ignore[misc]
+    def deny(self, nacl_id: str, rule_number: int, egress: bool, cidr: str, family: int) -> None: ...
+    def delete(self, entry: EntryLike) -> None: ...  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Registered:
+    block: Block
+    created: bool  # False: an existing live block of the address was extended (or already later)
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        settings: Settings,
+        table: Table,
+        nacls: NaclGateway,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.nacls = nacls
+        self.now = now
+        self.sleep = sleep
+
+    # -- register -----------------------------------------------------------------------------
+
+    def duration(self, requested: int | None) -> int:
+        duration = self.settings.default_duration_seconds if requested is None else requested
+        if not 0 < duration <= self.settings.max_duration_seconds:
+            raise InvalidDuration(
+                f"duration must be between 1 and {self.settings.max_duration_seconds} seconds "
+                f"(MaxDurationSeconds), not {duration}"
+            )
+        return duration
+
+    def register(self, request: BlockRequest, source: str) -> Registered:
+        """Create a pending block for the address, or extend its live block: one block per address."""
+        network: Network = blockable(request.ip, self.settings.policy)
+        cidr = network.compressed
+        duration = self.duration(request.duration)
+        for attempt in range(REGISTER_ATTEMPTS):
+            expires_at = clock.expiry(self.now(), duration)
+            holder = self.table.lock_holder(cidr)
+            if holder is None:
+                block = Block(
+                    id=uuid.uuid4().hex,
+                    cidr=cidr,
+                    family=network.version,
+                    direction=request.direction,
+                    nacl_ids=list(self.settings.nacl_ids),
+                    state="pending",
+                    reason=request.reason or "",
+                    source=source,
+                    created_at=int(self.now()),
+                    expires_at=expires_at,
+                )
+                if self.table.create(block):
+                    logger.info("block registered", extra={"block_id": block.id, "cidr": cidr})
+                    return Registered(block, created=True)
+                continue  # another request locked the address first: look again
+            existing = self.table.get(holder)
+            if existing is None or not existing.live:
+                self.table.drop_lock(cidr, holder)  # left by a release that died half-way
+                continue
+            if existing.direction != request.direction:
+                raise BlockConflict(
+                    f"{cidr} is already blocked ({existing.direction}, block {existing.id}); "
+                    f"unblock it before blocking it {request.direction}"
+                )
+            if existing.state == "releasing":
+                self.sleep(0.25 * (attempt + 1))  # its release takes a few calls; then block anew
+                continue
+            try:
+                block = self.table.extend(existing.id, expires_at)
+                logger.info("block extended", extra={"block_id": block.id, "expires_at": block.expires_at})
+                return Registered(block, created=False)
+            except Unchanged as unchanged:
+                current = unchanged.current
+                if current is not None and current.state in ("pending", "active"):
+                    return Registered(current, created=False)  # it already ends later
+        raise BlockConflict(f"the previous block of {cidr} is still being released; retry in a few seconds")
+
+    # -- reserve --------------------------------------------------------------------------------
+
+    def reserve(self, block_id: str) -> Block:
+        """Hold one rule number per (NACL, direction) for a pending block."""
+        block = self._get(block_id)
+        for key in targets(block.nacl_ids, block.direction):
+            if block.state != "pending":
+                return block
+            if key not in block.rules:
+                block = self._reserve_one(block, key)
+        return block
+
+    def _reserve_one(self, block: Block, key: str) -> Block:
+        rule_range = self.settings.rule_range
+        for _ in range(RESERVE_ATTEMPTS_PER_SLOT):
+            taken = self.table.slots(key)
+            number = rule_range.first_free(taken)
+            if number is None:
+                self._make_room(block, key, taken)
+                continue
+            try:
+                if self.table.take_slot(block, key, number, int(self.now())):
+                    block.rules[key] = number
+                    return block
+            except Unchanged as unchanged:
+                current = unchanged.current
+                if current is None:
+                    raise BlockNotFound(f"block {block.id} disappeared") from None
+                return current  # unblocked meanwhile, or the slot was taken by a retry of this task
+        raise CapacityExceeded(f"could not reserve a rule number in {key} after {RESERVE_ATTEMPTS_PER_SLOT} attempts")
+
+    def _make_room(self, block: Block, key: str, taken: dict[int, str]) -> None:
+        nacl_id, direction = split_slot_key(key)
+        capacity = (
+            f"{nacl_id} {direction} holds {len(taken)} of {self.settings.rule_limit} blocks "
+            f"(rules {self.settings.rule_range.start}-{self.settings.rule_range.end}, RuleLimit)"
+        )
+        if self.settings.when_full == "reject":
+            raise CapacityExceeded(f"no free rule number: {capacity}; WhenFull=reject")
+        holders = [b for b in self.table.get_many(sorted(set(taken.values()))) if b.state == "active" and b.id != block.id]
+        if not holders:
+            raise CapacityExceeded(f"no free rule number and no active block to evict: {capacity}")
+        victim = min(holders, key=lambda b: (b.expires_at, b.created_at))
+        logger.warning("evicting the block that ends first", extra={"block_id": victim.id, "for_block": block.id})
+        self.release(
+            victim.id,
+            "evicted",
+            f"evicted early for block {block.id} ({block.cidr}): {capacity}; WhenFull=evict-soonest-expiring",
+            from_states=frozenset({"active"}),
+        )
+
+    # -- apply ----------------------------------------------------------------------------------
+
+    def apply(self, block_id: str) -> Block:
+        """Create the deny entries of a pending block and make it active."""
+        block = self._get(block_id)
+        if block.state != "pending":
+            return block
+        created = []
+        for key, number in sorted(block.rules.items()):
+            nacl_id, direction = split_slot_key(key)
+            egress = direction == "egress"
+            try:
+                self.nacls.deny(nacl_id, number, egress, block.cidr, block.family)
+                created.append((nacl_id, number, egress))
+            except EntryExists as exists:
+                if exists.entry is None or not exists.entry.is_deny_of(block.cidr):
+                    raise SlotConflict(
+                        f"rule {number} in {nacl_id} {direction} is held by an entry autoblock does not own"
+                    ) from None
+                # ours, from an earlier attempt of this task
+        try:
+            return self.table.transition(block.id, frozenset({"pending"}), "active")
+        except Unchanged as unchanged:
+            # Unblocked while we were applying: whoever moved it to releasing may have looked at
+            # the NACL before our entries existed, so remove what we created ourselves.
+            self._remove_entries(block)
+            return unchanged.current or block
+
+    # -- expire, release ------------------------------------------------------------------------
+
+    def expire(self, block_id: str) -> Block:
+        """After the Wait: release the block if it is due; an extended block is returned active."""
+        for _ in range(2):
+            now = self.now()
+            try:
+                block = self.table.begin_release_if_due(block_id, int(now))
+            except Unchanged as unchanged:
+                current = unchanged.current
+                if current is None:
+                    raise BlockNotFound(f"block {block_id} disappeared") from None
+                early = current.expires_at - now
+                if current.state == "active" and 0 < early <= EXPIRY_SLACK_SECONDS:
+                    # The Wait ended within a second of the expiry (clocks differ by that much):
+                    # sleeping the rest here beats another Wait/Expire round trip.
+                    self.sleep(early)
+                    continue
+                return current  # extended (active, later expiry) or already released
+            return self._complete_release(block, "expired", "expired")
+        return self._get(block_id)
+
+    def release(self, block_id: str, final_state: str, reason: str, from_states: frozenset[str]) -> Block:
+        """Take a block out of every NACL and give its rule numbers back. Idempotent."""
+        try:
+            block = self.table.transition(block_id, from_states, "releasing")
+        except Unchanged as unchanged:
+            if unchanged.current is None:
+                raise BlockNotFound(f"no block with id {block_id}") from None
+            return unchanged.current  # someone else releases it, or it has ended
+        return self._complete_release(block, final_state, reason)
+
+    def _complete_release(self, block: Block, final_state: str, reason: str) -> Block:
+        self._remove_entries(block)
+        for key, number in block.rules.items():
+            self.table.free_slot(key, number, block.id)
+        self.table.drop_lock(block.cidr, block.id)
+        try:
+            done = self.table.finish(block, final_state, reason, int(self.now()))
+        except Unchanged as unchanged:
+            return unchanged.current or block  # a concurrent release of the same block finished first
+        logger.info("block released", extra={"block_id": block.id, "state": final_state})
+        return done
+
+    def _remove_entries(self, block: Block) -> None:
+        if not block.rules:
+            return
+        entries = self.nacls.entries(sorted({split_slot_key(k)[0] for k in block.rules}))
+        for key, number in block.rules.items():
+            nacl_id, direction = split_slot_key(key)
+            egress = direction == "egress"
+            for entry in entries.get(nacl_id, []):
+                if entry.rule_number == number and entry.egress == egress and entry.is_deny_of(block.cidr):
+                    self.nacls.delete(entry)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _get(self, block_id: str) -> Block:
+        block = self.table.get(block_id)
+        if block is None:
+            raise BlockNotFound(f"no block with id {block_id}")
+        return block
+
+    def get(self, block_id: str) -> Block:
+        return self._get(block_id)
+
+    def live(self) -> list[Block]:
+        return self.table.live()
+

@@ -1,0 +1,182 @@
+"""Pydantic models: settings, API bodies, task inputs and the block record."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from autoblock.logic import clock
+from autoblock.logic.addresses import Policy, parse_allowlist
+from autoblock.logic.slots import RuleRange, split_slot_key
+
+BLOCK_ID_PATTERN = r"^[0-9a-f]{32}$"
+Direction = Literal["ingress", "egress", "both"]
+WhenFull = Literal["reject", "evict-soonest-expiring"]
+BlockState = Literal["pending", "active", "releasing", "expired", "unblocked", "evicted", "rejected", "failed"]
+LIVE_STATES: frozenset[str] = frozenset({"pending", "active", "releasing"})
+# Printable text only: no control characters (log and header injection), bounded length.
+Reason = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class Settings(BaseModel):
+    """The environment every function gets from template.yaml's Globals; read once, in one place."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str
+    nacl_ids: tuple[str, ...] = Field(min_length=1)
+    rule_number_start: int
+    rule_limit: int = Field(ge=1, le=40)
+    default_duration_seconds: int = Field(gt=0)
+    max_duration_seconds: int = Field(gt=0)
+    allowlist_cidrs: tuple[str, ...] = ()
+    min_prefix_length_v4: int = Field(ge=0, le=32)
+    min_prefix_length_v6: int = Field(ge=0, le=128)
+    when_full: WhenFull = "reject"
+    state_machine_arn: str = ""
+    token_secret_id: str = ""
+    api_wait_seconds: float = Field(default=3.0, ge=0)
+
+    @field_validator("nacl_ids", "allowlist_cidrs", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def rule_range(self) -> RuleRange:
+        return RuleRange(self.rule_number_start, self.rule_limit)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(parse_allowlist(self.allowlist_cidrs), self.min_prefix_length_v4, self.min_prefix_length_v6)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        names = cls.model_fields.keys()
+        return cls.model_validate({n: os.environ[n.upper()] for n in names if n.upper() in os.environ})
+
+
+@cache
+def settings() -> Settings:
+    """The process's settings, parsed on first use (tests clear this cache between stacks)."""
+    return Settings.from_env()
+
+
+class BlockRequest(BaseModel):
+    """Body of POST /blocks."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ip: Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["203.0.113.7", "2001:db8::7", "198.51.100.0/28"])]
+    duration: StrictInt | None = Field(default=None, description="Seconds; DefaultDurationSeconds when left out")
+    reason: Reason | None = None
+    direction: Direction = "ingress"
+
+
+class Block(BaseModel):
+    """One block as stored in the table: the single source of truth."""
+
+    id: str
+    cidr: str
+    family: Literal[4, 6]
+    direction: Direction
+    nacl_ids: list[str]
+    state: BlockState
+    reason: str = ""
+    source: str = "api"
+    created_at: int
+    expires_at: int
+    rules: dict[str, int] = Field(default_factory=dict)
+    ended_at: int | None = None
+    end_reason: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+class RuleView(BaseModel):
+    nacl_id: str
+    direction: Literal["ingress", "egress"]
+    rule_number: int
+
+
+class BlockView(BaseModel):
+    """A block as the API shows it."""
+
+    id: str
+    ip: str
+    direction: Direction
+    state: BlockState
+    reason: str
+    source: str
+    created_at: str
+    expires_at: str
+    rules: list[RuleView]
+    ended_at: str | None = None
+    end_reason: str | None = None
+
+    @classmethod
+    def of(cls, block: Block) -> BlockView:
+        rules = [
+            RuleView(nacl_id=nacl, direction=direction, rule_number=number)  # type: ignore[arg-type]
+            for nacl, direction, number in sorted((*split_slot_key(k), n) for k, n in block.rules.items())
+        ]
+        return cls(
+            id=block.id,
+            ip=block.cidr,
+            direction=block.direction,
+            state=block.state,
+            reason=block.reason,
+            source=block.source,
+            created_at=clock.iso_z(block.created_at),
+            expires_at=clock.iso_z(block.expires_at),
+            rules=rules,
+            ended_at=clock.iso_z(block.ended_at) if block.ended_at is not None else None,
+            end_reason=block.end_reason,
+        )
+
+
+class BlockList(BaseModel):
+    blocks: list[BlockView]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class TaskInput(BaseModel):
+    """What every state-machine task receives: the block's id (and, for Compensate, the error)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    block_id: Annotated[str, Field(pattern=BLOCK_ID_PATTERN)]
+
+
+class TaskError(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    error: str = Field(alias="Error", default="States.Unknown")
+    cause: str = Field(alias="Cause", default="")
+
+
+class CompensateInput(TaskInput):
+    error: TaskError = Field(default_factory=TaskError)
+
+
+class TaskOutput(BaseModel):
+    """What every task returns to the state machine (its OutputPath keeps exactly this)."""
+
+    block_id: str
+    state: BlockState
+    expires_at: str
+
+    @classmethod
+    def of(cls, block: Block) -> TaskOutput:
+        return cls(block_id=block.id, state=block.state, expires_at=clock.iso_z(block.expires_at))

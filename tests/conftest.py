@@ -1,0 +1,38 @@
+"""Settings for every test: UTC, fake credentials, no tracing, and a fake Lambda context."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+# Before anything creates a boto3 client: never the user's credentials, never a real endpoint.
+os.environ["TZ"] = "UTC"  # moto's Wait compares timestamps against the local clock
+time.tzset()
+for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "autoblock",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "autoblock-test"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:autoblock-test"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/autoblock-test"
+    log_stream_name: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000

@@ -1,0 +1,46 @@
+"""Calling the API handler with the events/ fixtures, as API Gateway would."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from autoblock.handlers import api
+from tests.conftest import FakeLambdaContext
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+UNSET: Any = object()
+
+
+def event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
+
+
+def call(
+    name: str,
+    token: str | None,
+    body: Any = UNSET,
+    block_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """Send the fixture ``name`` (with the given changes) to the API handler; (status, JSON body)."""
+    request = copy.deepcopy(event(name))
+    request["headers"].pop("Authorization", None)
+    if token is not None:
+        request["headers"]["Authorization"] = f"Bearer {token}"
+    request["headers"].update(headers or {})
+    request["multiValueHeaders"] = {k: [v] for k, v in request["headers"].items()}
+    if body is not UNSET:
+        request["body"] = body if isinstance(body, str) or body is None else json.dumps(body)
+    if block_id is not None:
+        request["pathParameters"] = {"block_id": block_id}
+        request["path"] = f"/blocks/{block_id}"
+    if query is not None:
+        request["queryStringParameters"] = query
+        request["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    answer = api.lambda_handler(request, FakeLambdaContext())
+    text = answer.get("body") or "null"
+    return answer["statusCode"], json.loads(text)
