@@ -7,8 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import importlib.util
+import itertools
+from collections.abc import Callable
+from types import ModuleType
+
 from autoblock.handlers import api
 from tests.conftest import FakeLambdaContext
+
+_copies = itertools.count()
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 UNSET: Any = object()
@@ -25,6 +32,7 @@ def call(
     block_id: str | None = None,
     headers: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
+    handler: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[int, Any]:
     """Send the fixture ``name`` (with the given changes) to the API handler; (status, JSON body)."""
     request = copy.deepcopy(event(name))
@@ -41,6 +49,21 @@ def call(
     if query is not None:
         request["queryStringParameters"] = query
         request["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
-    answer = api.lambda_handler(request, FakeLambdaContext())
+    answer = (handler or api.lambda_handler)(request, FakeLambdaContext())
     text = answer.get("body") or "null"
     return answer["statusCode"], json.loads(text)
+
+
+def isolated_api() -> ModuleType:
+    """A separate copy of the API module: its own resolver, as a separate Lambda environment has.
+
+    Powertools' resolver keeps the current request on the instance (one request per Lambda
+    environment at a time), so concurrent requests in one test process each need their own copy.
+    """
+    spec = importlib.util.find_spec("autoblock.handlers.api")
+    assert spec is not None and spec.loader is not None and spec.origin is not None
+    copy_spec = importlib.util.spec_from_file_location(f"autoblock_api_copy_{next(_copies)}", spec.origin)
+    assert copy_spec is not None and copy_spec.loader is not None
+    module = importlib.util.module_from_spec(copy_spec)
+    copy_spec.loader.exec_module(module)
+    return module

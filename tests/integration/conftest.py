@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from aws_lambda_powertools.utilities import parameters
 from cfnlint.decode import decode
 from moto import mock_aws
@@ -114,6 +115,36 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         parameters.clear_caches()
 
 
+@pytest.fixture
+def fault(aws: None) -> Iterator[Callable[..., None]]:
+    """fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS call(s)
+    of that operation fail as AWS would answer, before botocore sends them. times=-1: for good."""
+    session = boto3._get_default_session()._session
+    registered: list[tuple[str, Callable[..., None]]] = []
+
+    def inject(operation: str, code: str, times: int = 1, status: int = 400,
+               when: Callable[[dict[str, Any]], bool] = lambda _: True) -> None:
+        left = [times]
+
+        def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+            if left[0] != 0 and when(params.get("body") or {}):
+                left[0] -= 1
+                raise ClientError(
+                    {"Error": {"Code": code, "Message": "injected by the test"},
+                     "ResponseMetadata": {"HTTPStatusCode": status}},
+                    model.name,
+                )
+
+        session.register(f"before-call.{operation}", hook)
+        registered.append((f"before-call.{operation}", hook))
+        wiring.reset()  # our clients are made again, with the hook
+
+    yield inject
+    for event_name, hook in registered:
+        session.unregister(event_name, hook)
+    wiring.reset()
+
+
 @dataclass
 class Stack:
     """What a test can look at: the NACLs, the table, the executions."""
@@ -124,6 +155,7 @@ class Stack:
     env: dict[str, str]
     rule_start: int
     rule_limit: int
+    baseline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # foreign rules at deploy time
     ec2: Any = field(default_factory=lambda: boto3.client("ec2", region_name=REGION))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions", region_name=REGION))
     ddb: Any = field(default_factory=lambda: boto3.resource("dynamodb", region_name=REGION))
@@ -288,7 +320,10 @@ def deploy(aws: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         wiring.reset()
-        return Stack(nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"]))
+        stack = Stack(nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"]))
+        stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in nacl_ids}
+        assert all(len(rules) >= len(FOREIGN_RULES) for rules in stack.baseline.values())
+        return stack
 
     return _deploy
 

@@ -31,6 +31,7 @@ from autoblock.models import Block
 LIVE_INDEX = "live"
 _DESERIALIZER = TypeDeserializer()
 LIVE = "LIVE"
+FOREIGN = "foreign"  # holder of a rule number that holds an entry autoblock did not write
 
 
 def _block_key(block_id: str) -> dict[str, str]:
@@ -280,6 +281,35 @@ class BlockTable:
                 return False
             raise
         return True
+
+    def quarantine_slot(self, block: Block, key: str, number: int, found: str) -> None:
+        """Hand a rule number that holds a foreign entry to a placeholder holder, so no block takes it
+        again until the sweeper sees it free, and take it off the pending block."""
+        with _aws("TransactWriteItems quarantine slot"):
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.name,
+                            "Key": _slot_key(key, number),
+                            "UpdateExpression": "SET block_id = :foreign, #found = :found",
+                            "ExpressionAttributeNames": {"#found": "found"},
+                            "ConditionExpression": "block_id = :id",
+                            "ExpressionAttributeValues": {":foreign": FOREIGN, ":found": found, ":id": block.id},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.name,
+                            "Key": _block_key(block.id),
+                            "UpdateExpression": "REMOVE #rules.#k",
+                            "ConditionExpression": "#st = :p",
+                            "ExpressionAttributeNames": {"#rules": "rules", "#k": key, "#st": "state"},
+                            "ExpressionAttributeValues": {":p": "pending"},
+                        }
+                    },
+                ]
+            )
 
     def free_slot(self, key: str, number: int, block_id: str) -> None:
         """Give a rule number back, if ``block_id`` still holds it."""

@@ -36,7 +36,7 @@ logger = Logger(child=True)
 
 REGISTER_ATTEMPTS = 8
 RESERVE_ATTEMPTS_PER_SLOT = 50
-EXPIRY_SLACK_SECONDS = 5
+EXPIRY_SLACK_SECONDS = 2
 
 
 class Table(Protocol):  # what lifecycle needs of dal.table.BlockTable
@@ -53,6 +53,7 @@ class Table(Protocol):  # what lifecycle needs of dal.table.BlockTable
     def slots(self, key: str) -> dict[int, str]: ...
     def take_slot(self, block: Block, key: str, number: int, now: int) -> bool: ...
     def free_slot(self, key: str, number: int, block_id: str) -> None: ...
+    def quarantine_slot(self, block: Block, key: str, number: int, found: str) -> None: ...
 
 
 class EntryLike(Protocol):
@@ -206,19 +207,25 @@ class Lifecycle:
         block = self._get(block_id)
         if block.state != "pending":
             return block
-        created = []
-        for key, number in sorted(block.rules.items()):
-            nacl_id, direction = split_slot_key(key)
-            egress = direction == "egress"
-            try:
-                self.nacls.deny(nacl_id, number, egress, block.cidr, block.family)
-                created.append((nacl_id, number, egress))
-            except EntryExists as exists:
-                if exists.entry is None or not exists.entry.is_deny_of(block.cidr):
-                    raise SlotConflict(
-                        f"rule {number} in {nacl_id} {direction} is held by an entry autoblock does not own"
-                    ) from None
-                # ours, from an earlier attempt of this task
+        for key in sorted(block.rules):
+            for _ in range(self.settings.rule_limit):
+                number = block.rules[key]
+                nacl_id, direction = split_slot_key(key)
+                try:
+                    self.nacls.deny(nacl_id, number, direction == "egress", block.cidr, block.family)
+                    break
+                except EntryExists as exists:
+                    if exists.entry is not None and exists.entry.is_deny_of(block.cidr):
+                        break  # ours, from an earlier attempt of this task
+                    # A rule we did not write sits at our number: leave it alone, move elsewhere.
+                    logger.warning("foreign entry in the managed range", extra={"slot": key, "rule_number": number})
+                    self.table.quarantine_slot(block, key, number, repr(exists.entry))
+                    del block.rules[key]
+                    block = self._reserve_one(block, key)
+                    if block.state != "pending" or key not in block.rules:
+                        return block
+            else:
+                raise SlotConflict(f"every rule number tried in {key} holds an entry autoblock does not own")
         try:
             return self.table.transition(block.id, frozenset({"pending"}), "active")
         except Unchanged as unchanged:

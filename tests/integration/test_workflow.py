@@ -1,0 +1,247 @@
+"""The real ASL on moto, started through the real API handler, against moto's EC2 and DynamoDB."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from autoblock.dal.nacl import Nacls
+from tests.integration.api import call, isolated_api
+from tests.integration.conftest import TOKEN, Stack, wait_until
+
+HAPPY_PATH = ["Validate", "Reserve", "Apply", "IsActive", "WaitUntilExpiry", "Expire", "StillActive", "Released"]
+
+
+def block(ip: str, duration: int = 3, direction: str = "ingress", **extra: Any) -> tuple[int, Any]:
+    return call("api_create_block.json", TOKEN, body={"ip": ip, "duration": duration, "direction": direction, **extra})
+
+
+def assert_foreign_untouched(stack: Stack) -> None:
+    for nacl_id in stack.nacl_ids:
+        assert stack.foreign(nacl_id) == stack.baseline[nacl_id], f"rules outside the managed range changed in {nacl_id}"
+
+
+def assert_nothing_left(stack: Stack) -> None:
+    for nacl_id in stack.nacl_ids:
+        assert stack.managed(nacl_id) == []
+    assert stack.items("SLOT#") == []
+    assert stack.items("ADDR#") == []
+    assert_foreign_untouched(stack)
+
+
+def test_block_is_applied_in_every_nacl_then_removed_on_time(stack: Stack) -> None:
+    # When
+    status, body = block("203.0.113.7", duration=3, reason="ssh brute force")
+    # Then: applied in both NACLs, at the first number of the range, before the answer
+    assert status == 202, body
+    assert body["state"] == "active"
+    assert body["ip"] == "203.0.113.7/32"
+    assert body["reason"] == "ssh brute force"
+    assert body["expires_at"].endswith("Z")
+    assert sorted((r["nacl_id"], r["direction"], r["rule_number"]) for r in body["rules"]) == [
+        (nacl, "ingress", 10) for nacl in sorted(stack.nacl_ids)
+    ]
+    for nacl_id in stack.nacl_ids:
+        assert stack.managed(nacl_id) == [(10, False, "203.0.113.7/32")]
+        entry = next(e for e in stack.entries(nacl_id) if e["RuleNumber"] == 10 and not e["Egress"])
+        assert (entry["RuleAction"], entry["Protocol"]) == ("deny", "-1")
+    assert len(stack.items("SLOT#")) == 2
+    assert [i["block_id"] for i in stack.items("ADDR#")] == [body["id"]]
+
+    # When the expiry passes
+    execution = stack.execution_arn(body["id"])
+    assert stack.finished(execution)["status"] == "SUCCEEDED"
+
+    # Then: gone everywhere, within seconds of the deadline, through one Wait
+    item = stack.block(body["id"])
+    assert item["state"] == "expired"
+    assert 0 <= item["ended_at"] - item["expires_at"] <= 5
+    assert stack.path(execution) == HAPPY_PATH
+    assert_nothing_left(stack)
+
+
+def test_a_repeat_extends_the_block_and_never_takes_a_second_slot(stack: Stack) -> None:
+    status, first = block("198.51.100.23", duration=2)
+    assert status == 202
+
+    status, again = block("198.51.100.23", duration=6)
+
+    assert status == 200
+    assert again["id"] == first["id"]
+    assert again["expires_at"] > first["expires_at"]
+    assert len(stack.items("SLOT#")) == 2  # one per NACL, as before
+    # A shorter repeat never shortens it.
+    status, shorter = block("198.51.100.23", duration=1)
+    assert (status, shorter["expires_at"]) == (200, again["expires_at"])
+
+    # Still blocked after the first expiry has passed...
+    time.sleep(3)
+    assert stack.managed(stack.nacl_ids[0]) == [(10, False, "198.51.100.23/32")]
+    # ...and released after the second.
+    execution = stack.execution_arn(first["id"])
+    assert stack.finished(execution)["status"] == "SUCCEEDED"
+    assert stack.path(execution).count("WaitUntilExpiry") >= 2
+    assert stack.block(first["id"])["state"] == "expired"
+    assert_nothing_left(stack)
+
+
+def test_unblock_removes_the_entries_at_once_and_stops_the_waiting_execution(stack: Stack) -> None:
+    status, created = block("203.0.113.50", duration=600)
+    assert status == 202
+
+    status, body = call("api_delete_block.json", TOKEN, block_id=created["id"])
+
+    assert status == 200
+    assert body["state"] == "unblocked"
+    assert body["end_reason"].startswith("unblocked by api:")
+    assert_nothing_left(stack)  # checked right after the answer, not at the old expiry
+    execution = stack.finished(stack.execution_arn(created["id"]), timeout=10)
+    assert execution["status"] == "ABORTED"  # moto drops StopExecution's error and cause; AWS keeps them
+    # Unblocking again says what happened, changes nothing.
+    status, again = call("api_delete_block.json", TOKEN, block_id=created["id"])
+    assert (status, again["state"]) == (200, "unblocked")
+
+
+def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fault: Callable[..., None]) -> None:
+    # Given: EC2 accepts the entry in the first NACL and refuses it in the second, for good
+    refused = stack.nacl_ids[1]
+    fault("ec2.CreateNetworkAclEntry", "UnauthorizedOperation", times=-1, when=lambda p: p.get("NetworkAclId") == refused)
+
+    status, body = block("203.0.113.9")
+
+    assert status == 502
+    assert body["error"] == "block_failed"
+    assert "UnauthorizedOperation" in body["message"]
+    block_item = next(i for i in stack.items("BLOCK#"))
+    assert block_item["state"] == "failed"
+    execution = stack.execution_arn(block_item["id"])
+    assert stack.finished(execution)["status"] == "FAILED"
+    assert stack.path(execution) == ["Validate", "Reserve", "Apply", "Compensate", "RejectedOrFailed", "Failed"]
+    assert_nothing_left(stack)  # the entry written in the first NACL was removed again
+
+
+def test_a_transient_nacl_failure_is_retried_and_the_block_applied(stack: Stack, fault: Callable[..., None]) -> None:
+    fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1)
+
+    status, body = block("203.0.113.10", duration=3)
+
+    assert status == 202
+    assert body["state"] == "active"
+    execution = stack.execution_arn(body["id"])
+    assert stack.finished(execution)["status"] == "SUCCEEDED"
+    history = stack.sfn.get_execution_history(executionArn=execution)["events"]
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert failed == ["TransientAwsError"]  # one failure, retried by the ASL
+    assert stack.block(body["id"])["state"] == "expired"
+    assert_nothing_left(stack)
+
+
+@pytest.mark.parametrize("when_full", ["reject", "evict-soonest-expiring"])
+def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
+    stack = deploy(nacls=1, RuleLimit=2, WhenFull=when_full)
+    _, soon = block("203.0.113.1", duration=8)
+    _, late = block("203.0.113.2", duration=600)
+
+    status, third = block("203.0.113.3", duration=600)
+
+    nacl = stack.nacl_ids[0]
+    if when_full == "reject":
+        assert status == 503
+        assert third == {
+            "error": "capacity_exceeded",
+            "message": f"no free rule number: {nacl} ingress holds 2 of 2 blocks (rules 10-11, RuleLimit); WhenFull=reject",
+        }
+        assert stack.managed(nacl) == [(10, False, "203.0.113.1/32"), (11, False, "203.0.113.2/32")]
+        rejected = next(i for i in stack.items("BLOCK#") if i["cidr"] == "203.0.113.3/32")
+        assert rejected["state"] == "rejected"
+        assert stack.path(stack.execution_arn(rejected["id"]))[-2:] == ["RejectedOrFailed", "Rejected"]
+    else:
+        assert status == 202
+        assert third["rules"] == [{"nacl_id": nacl, "direction": "ingress", "rule_number": 10}]
+        assert stack.managed(nacl) == [(10, False, "203.0.113.3/32"), (11, False, "203.0.113.2/32")]
+        evicted = stack.block(soon["id"])
+        assert evicted["state"] == "evicted"
+        assert evicted["end_reason"].startswith(f"evicted early for block {third['id']} (203.0.113.3/32)")
+        # The evicted block's own execution wakes at its old expiry, finds it released, ends cleanly.
+        assert stack.finished(stack.execution_arn(soon["id"]))["status"] == "SUCCEEDED"
+        assert stack.managed(nacl) == [(10, False, "203.0.113.3/32"), (11, False, "203.0.113.2/32")]
+    assert stack.block(late["id"])["state"] == "active"
+    assert_foreign_untouched(stack)
+
+
+def test_ipv6_blocks_in_both_directions_are_ipv6_entries(stack: Stack) -> None:
+    status, body = call("api_create_block_ipv6.json", TOKEN, body={"ip": "2001:db8::7", "duration": 2, "direction": "both"})
+
+    assert status == 202
+    for nacl_id in stack.nacl_ids:
+        assert stack.managed(nacl_id) == [(10, False, "2001:db8::7/128"), (10, True, "2001:db8::7/128")]
+        entries = [e for e in stack.entries(nacl_id) if e["RuleNumber"] == 10]
+        assert all("Ipv6CidrBlock" in e and "CidrBlock" not in e for e in entries)
+    assert len(body["rules"]) == 4
+    assert stack.finished(stack.execution_arn(body["id"]))["status"] == "SUCCEEDED"
+    assert_nothing_left(stack)
+
+
+def test_egress_blocks_deny_outbound_only(stack: Stack) -> None:
+    status, body = block("198.51.100.80", duration=2, direction="egress")
+
+    assert status == 202
+    for nacl_id in stack.nacl_ids:
+        assert stack.managed(nacl_id) == [(10, True, "198.51.100.80/32")]
+    assert stack.finished(stack.execution_arn(body["id"]))["status"] == "SUCCEEDED"
+    assert_nothing_left(stack)
+
+
+def test_a_repeat_in_another_direction_is_a_conflict_not_a_second_slot(stack: Stack) -> None:
+    status, first = block("198.51.100.81", duration=600)
+    assert status == 202
+
+    status, body = block("198.51.100.81", duration=600, direction="egress")
+
+    assert status == 409
+    assert body["message"] == (
+        f"198.51.100.81/32 is already blocked (ingress, block {first['id']}); unblock it before blocking it egress"
+    )
+    assert len(stack.items("SLOT#")) == 2
+
+
+def test_a_foreign_entry_at_our_number_is_left_alone_and_the_block_moves(stack: Stack) -> None:
+    # Given: someone wrote their own rule at rule 10, inside our range, in the first NACL
+    nacl = stack.nacl_ids[0]
+    stack.ec2.create_network_acl_entry(
+        NetworkAclId=nacl, RuleNumber=10, Protocol="-1", RuleAction="deny", Egress=False, CidrBlock="192.0.2.10/32"
+    )
+
+    status, body = block("203.0.113.77", duration=2)
+
+    assert status == 202
+    assert stack.managed(nacl) == [(10, False, "192.0.2.10/32"), (11, False, "203.0.113.77/32")]
+    assert stack.finished(stack.execution_arn(body["id"]))["status"] == "SUCCEEDED"
+    assert stack.managed(nacl) == [(10, False, "192.0.2.10/32")]  # still there, untouched
+    quarantined = stack.items("SLOT#")
+    assert [(q["sk"], q["block_id"]) for q in quarantined] == [("00010", "foreign")]
+
+
+def test_an_unblock_while_the_block_is_being_applied_leaves_nothing(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: the API unblocks the block right after Apply wrote its first entry
+    original = Nacls.deny
+    unblocked: list[int] = []
+
+    def deny(self: Nacls, *args: Any) -> None:
+        original(self, *args)
+        if not unblocked:
+            item = next(i for i in stack.items("BLOCK#"))
+            other = isolated_api().lambda_handler  # a second API environment, concurrent with the first
+            unblocked.append(call("api_delete_block.json", TOKEN, block_id=item["id"], handler=other)[0])
+
+    monkeypatch.setattr(Nacls, "deny", deny)
+
+    status, body = block("203.0.113.88", duration=600)
+
+    assert unblocked == [200]
+    execution = stack.execution_arn(body["id"])
+    wait_until(lambda: stack.sfn.describe_execution(executionArn=execution)["status"] != "RUNNING", 30, "execution")
+    assert stack.block(body["id"])["state"] == "unblocked"
+    assert_nothing_left(stack)
