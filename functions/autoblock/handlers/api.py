@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoblock.errors import AutoblockError, BlockFailed, BlockNotFound, error_class
@@ -32,48 +32,52 @@ TOKEN_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "au
 SECURITY = [{"bearerAuth": []}]
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type="application/json",
-        body=json.dumps({"error": code, "message": message}),
-        headers=headers,
-    )
+def _error(status: int, code: str, message: str) -> Response[str]:
+    return Response(status, "application/json", json.dumps({"error": code, "message": message}))
 
 
 def _token() -> str:
     return str(parameters.get_secret(settings().token_secret_id, max_age=TOKEN_CACHE_SECONDS))
 
 
-def guard(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    """Authentication and the request-shape checks that come before validation."""
-    event = app.current_event
+def refusal(event: APIGatewayProxyEvent) -> tuple[int, str, str] | None:
+    """Authentication and the request-shape checks, before anything else reads the request
+    (Powertools validates bodies before its middlewares run: no unauthenticated caller may
+    learn anything from a validation error)."""
     query = {k.lower() for k in (event.query_string_parameters or {})}
     if query & TOKEN_QUERY_NAMES:
-        return _error(400, "token_in_url", "send the token in the Authorization header, never in the URL")
-    header = event.headers.get("authorization") or event.headers.get("Authorization") or ""
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented or not hmac.compare_digest(
-        presented.strip().encode(), _token().encode()
-    ):
-        return _error(401, "unauthorized", "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+        return 400, "token_in_url", "send the token in the Authorization header, never in the URL"
+    scheme, _, presented = (event.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), _token().encode()):
+        return 401, "unauthorized", "missing or invalid bearer token"
     if event.http_method == "POST":
-        content_type = (event.headers.get("content-type") or event.headers.get("Content-Type") or "").lower()
-        if content_type.split(";")[0].strip() != "application/json":
-            return _error(415, "unsupported_media_type", "send the body as application/json")
+        content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return 415, "unsupported_media_type", "send the body as application/json"
         body = event.body or ""
         if len(body.encode()) > MAX_BODY_BYTES:
-            return _error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+            return 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes"
         try:
             parsed = json.loads(body)
         except (ValueError, RecursionError):
-            return _error(400, "invalid_json", "the body is not valid JSON")
+            return 400, "invalid_json", "the body is not valid JSON"
         if not isinstance(parsed, dict):
-            return _error(400, "invalid_json", "the body must be a JSON object")
-    return next_middleware(app)
+            return 400, "invalid_json", "the body must be a JSON object"
+    return None
 
 
-app.use(middlewares=[guard])
+def _refused(status: int, code: str, message: str) -> dict[str, Any]:
+    logger.info("request refused", extra={"error": code})
+    headers = {"Content-Type": "application/json"}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return {
+        "statusCode": status,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "body": json.dumps({"error": code, "message": message}),
+        "isBase64Encoded": False,
+    }
 
 
 @app.exception_handler(AutoblockError)
@@ -82,14 +86,19 @@ def domain_error(exc: AutoblockError) -> Response[str]:
     return _error(exc.http_status, exc.code, str(exc))
 
 
+@app.not_found
+def no_route(exc: Exception) -> Response[str]:
+    return _error(404, "not_found", "no such route")
+
+
 def _source() -> str:
     return f"api:{app.current_event.request_context.request_id}"
 
 
-def _wait_past_pending(block: Block) -> Block:
+def _wait_until_settled(block: Block) -> Block:
     """Give the workflow a moment to apply the block so the answer can carry its rule numbers."""
     deadline = time.monotonic() + settings().api_wait_seconds
-    while block.state == "pending" and time.monotonic() < deadline:
+    while block.state in ("pending", "releasing") and time.monotonic() < deadline:
         time.sleep(0.1)
         block = lifecycle().get(block.id)
     return block
@@ -109,20 +118,18 @@ def _wait_past_pending(block: Block) -> Block:
 )
 def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
     registered = lifecycle().register(request, source=_source())
-    block = registered.block
-    if not registered.created:
-        return Response(200, "application/json", BlockView.of(block).model_dump_json())
-    try:
-        workflow().start(block.id)
-    except AutoblockError:
-        lifecycle().release(block.id, "failed", "the workflow could not be started", frozenset({"pending"}))
-        raise
-    block = _wait_past_pending(block)
+    if registered.created:
+        try:
+            workflow().start(registered.block.id)
+        except AutoblockError:
+            lifecycle().release(registered.block.id, "failed", "the workflow could not be started", frozenset({"pending"}))
+            raise
+    block = _wait_until_settled(registered.block)
     if block.state in ("rejected", "failed"):
         # end_reason is "<ErrorClass>: <message>" as Compensate recorded it: answer as that error.
         kind, _, message = (block.end_reason or "").partition(": ")
         raise error_class(kind, BlockFailed)(message or block.end_reason or block.state)
-    return Response(202, "application/json", BlockView.of(block).model_dump_json())
+    return Response(202 if registered.created else 200, "application/json", BlockView.of(block).model_dump_json())
 
 
 @app.get("/blocks", summary="List live blocks", security=SECURITY)
@@ -156,7 +163,8 @@ def delete_block(block_id: BlockId) -> BlockView:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    refused = refusal(APIGatewayProxyEvent(event))
+    return _refused(*refused) if refused else app.resolve(event, context)
 
 
 def openapi_document() -> str:

@@ -1,0 +1,98 @@
+"""No double booking: 50 requests at once against RuleLimit 5, invariants checked all along."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.integration.api import call, isolated_api
+from tests.integration.conftest import TOKEN, Stack, wait_until
+
+ADDRESSES = [f"203.0.113.{i}" for i in range(1, 11)]  # 10 distinct addresses, 5 requests each
+
+
+def violations(stack: Stack) -> list[str]:
+    """Every breach of the core invariants visible right now, in the NACLs and in the table."""
+    found = []
+    for nacl_id in stack.nacl_ids:
+        entries = stack.managed(nacl_id)
+        for egress in (False, True):
+            mine = [(n, cidr) for n, e, cidr in entries if e == egress]
+            if len(mine) > stack.rule_limit:
+                found.append(f"{nacl_id} egress={egress}: {len(mine)} entries > RuleLimit")
+            cidrs = Counter(cidr for _, cidr in mine)
+            found += [f"{nacl_id} egress={egress}: {c} holds {k} entries" for c, k in cidrs.items() if k > 1]
+    slots = stack.items("SLOT#")
+    per_key = Counter(str(s["pk"]) for s in slots)
+    found += [f"{k}: {n} slots > RuleLimit" for k, n in per_key.items() if n > stack.rule_limit]
+    holders = Counter((str(s["pk"]), str(s["block_id"])) for s in slots)
+    found += [f"{k}: block {b} holds {n} slots" for (k, b), n in holders.items() if n > 1]
+    addresses = Counter((str(s["pk"]), str(s["cidr"])) for s in slots)
+    found += [f"{k}: {c} holds {n} slots" for (k, c), n in addresses.items() if n > 1]
+    live = Counter(str(b["cidr"]) for b in stack.items("BLOCK#") if b["state"] in ("pending", "active"))
+    found += [f"{c}: {n} live blocks" for c, n in live.items() if n > 1]
+    return found
+
+
+def observe(stack: Stack, stop: threading.Event, seen: list[str], count: list[int]) -> None:
+    while not stop.is_set():
+        seen.extend(violations(stack))
+        count[0] += 1
+
+
+def test_fifty_requests_at_once_never_double_book(deploy: Callable[..., Stack]) -> None:
+    stack = deploy(nacls=2, RuleLimit=5, WhenFull="reject")
+    requests = [ip for ip in ADDRESSES for _ in range(5)]
+    handlers = [isolated_api().lambda_handler for _ in requests]  # one Lambda environment per request
+    stop, seen, observations = threading.Event(), [], [0]
+    observer = threading.Thread(target=observe, args=(stack, stop, seen, observations))
+    observer.start()
+
+    def send(i: int) -> tuple[str, int, Any]:
+        ip = requests[i]
+        status, body = call("api_create_block.json", TOKEN, body={"ip": ip, "duration": 12}, handler=handlers[i])
+        return ip, status, body
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(send, range(len(requests))))
+
+    # Every execution ends up applied (waiting) or rejected; none stays in the reserve/apply phase.
+    def settled() -> bool:
+        return all(b["state"] in ("active", "rejected") for b in stack.items("BLOCK#"))
+
+    wait_until(settled, 60, "blocks still pending")
+    stop.set()
+    observer.join()
+
+    # Then: no observation ever saw a breach
+    assert observations[0] > 5
+    assert seen == []
+    assert violations(stack) == []
+    # Exactly RuleLimit addresses hold a block, one block each, in every NACL
+    active = [b for b in stack.items("BLOCK#") if b["state"] == "active"]
+    assert len(active) == 5
+    assert len({b["cidr"] for b in active}) == 5
+    for nacl_id in stack.nacl_ids:
+        assert sorted(n for n, _, _ in stack.managed(nacl_id)) == [10, 11, 12, 13, 14]
+    # Every answer is one a client can act on, and the 2xx ones name the active blocks
+    assert {status for _, status, _ in answers} <= {200, 202, 409, 503}
+    # A 2xx answer says "active" only for a block that is (others answered "pending" after the
+    # API's short wait, which is true too: the client polls GET /blocks/{id}).
+    ok = {body["ip"] for _, status, body in answers if status in (200, 202) and body["state"] == "active"}
+    assert ok <= {b["cidr"] for b in active}
+    assert {body["state"] for _, status, body in answers if status in (200, 202)} <= {"active", "pending"}
+    created = [body["id"] for _, status, body in answers if status == 202]
+    assert len(created) == len(set(created))
+    refused = [body for _, status, body in answers if status == 503]
+    assert all(body["error"] == "capacity_exceeded" for body in refused)
+
+    # After the expiries, nothing is left
+    for block in active:
+        assert stack.finished(stack.execution_arn(str(block["id"])), timeout=60)["status"] == "SUCCEEDED"
+    for nacl_id in stack.nacl_ids:
+        assert stack.managed(nacl_id) == []
+        assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
+    assert stack.items("SLOT#") == [] and stack.items("ADDR#") == []
