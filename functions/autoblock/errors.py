@@ -6,7 +6,12 @@ runtime reports an unhandled exception under its class name, and the ASL retries
 ``http_status`` is the status the API answers with; the mapping lives here and nowhere else.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autoblock.models import Block
 
 
 class AutoblockError(Exception):
@@ -101,7 +106,7 @@ class SlotConflict(AutoblockError):
 class Unchanged(Exception):
     """A conditional write found the item not in the expected state; carries the item as it is."""
 
-    def __init__(self, current: Any) -> None:
+    def __init__(self, current: Block | None) -> None:
         super().__init__("condition failed")
         self.current = current
 

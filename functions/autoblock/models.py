@@ -72,7 +72,9 @@ class BlockRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    ip: Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["203.0.113.7", "2001:db8::7", "198.51.100.0/28"])]
+    ip: Annotated[
+        StrictStr, Field(min_length=1, max_length=64, examples=["203.0.113.7", "2001:db8::7", "198.51.100.0/28"])
+    ]
     duration: StrictInt | None = Field(default=None, description="Seconds; DefaultDurationSeconds when left out")
     reason: Reason | None = None
     direction: Direction = "ingress"
@@ -124,7 +126,7 @@ class BlockView(BaseModel):
     @classmethod
     def of(cls, block: Block) -> BlockView:
         rules = [
-            RuleView(nacl_id=nacl, direction=direction, rule_number=number)  # type: ignore[arg-type]
+            RuleView(nacl_id=nacl, direction=direction, rule_number=number)
             for nacl, direction, number in sorted((*split_slot_key(k), n) for k, n in block.rules.items())
         ]
         return cls(

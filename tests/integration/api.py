@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
-from typing import Any
-
 import importlib.util
 import itertools
+import json
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from autoblock.handlers import api
 from tests.conftest import FakeLambdaContext
@@ -22,7 +21,7 @@ UNSET: Any = object()
 
 
 def event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
+    return json.loads((EVENTS / name).read_text())
 
 
 def call(

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import io
-import logging
 import json
+import logging
 import re
 import threading
 import time
@@ -26,8 +26,8 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -43,11 +43,17 @@ EVENTS = ROOT / "events"
 TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-FOREIGN_RULES = [  # what a customer's NACL already holds: never created, changed or deleted by us
+FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds: never created, changed or deleted by us
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": False, "CidrBlock": "0.0.0.0/0"},
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": True, "CidrBlock": "0.0.0.0/0"},
-    {"RuleNumber": 5, "Protocol": "6", "RuleAction": "deny", "Egress": False, "CidrBlock": "198.51.100.99/32",
-     "PortRange": {"From": 22, "To": 22}},
+    {
+        "RuleNumber": 5,
+        "Protocol": "6",
+        "RuleAction": "deny",
+        "Egress": False,
+        "CidrBlock": "198.51.100.99/32",
+        "PortRange": {"From": 22, "To": 22},
+    },
     {"RuleNumber": 200, "Protocol": "-1", "RuleAction": "deny", "Egress": False, "CidrBlock": "192.0.2.200/32"},
 ]
 
@@ -59,13 +65,13 @@ logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 def load_template() -> dict[str, Any]:
     template, matches = decode(str(ROOT / "template.yaml"))
     assert not matches, matches
-    return template  # type: ignore[return-value]
+    return template
 
 
 def resolve(node: Any, refs: dict[str, Any]) -> Any:
     """Resolve the few intrinsic functions the template's environment and substitutions use."""
     if isinstance(node, dict) and len(node) == 1:
-        (fn, arg), = node.items()
+        ((fn, arg),) = node.items()
         if fn == "Ref":
             return refs[arg]
         if fn == "Fn::GetAtt":
@@ -85,10 +91,16 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
     return node
 
 
-def _run_handler(self: LambdaSimpleBackend, function_name: str, qualifier: str | None, body: Any,
-                 headers: Any, response_headers: dict[str, str]) -> bytes:
+def _run_handler(
+    self: LambdaSimpleBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: dict[str, str],
+) -> bytes:
     fn = self.get_function(function_name, qualifier)
-    module_name, _, attr = fn.handler.rpartition(".")
+    module_name, _, attr = str(fn.handler).rpartition(".")
     handler = getattr(importlib.import_module(module_name), attr)
     event = json.loads(body) if body else {}
     try:
@@ -125,20 +137,23 @@ def fault(aws: None) -> Iterator[Callable[..., None]]:
     """fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS call(s)
     of that operation fail as AWS would answer, before botocore sends them. times=-1: for good."""
     session = boto3._get_default_session()._session
-    registered: list[tuple[str, Callable[..., None]]] = []
+    registered: list[tuple[str, Any]] = []
 
-    def inject(operation: str, code: str, times: int = 1, status: int = 400,
-               when: Callable[[dict[str, Any]], bool] = lambda _: True) -> None:
+    def inject(
+        operation: str,
+        code: str,
+        times: int = 1,
+        status: int = 400,
+        when: Callable[[dict[str, Any]], bool] = lambda _: True,
+    ) -> None:
         left = [times]
 
-        def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
-            if left[0] != 0 and when(params.get("body") or {}):
+        def hook(**kwargs: Any) -> None:
+            if left[0] != 0 and when(kwargs["params"].get("body") or {}):
                 left[0] -= 1
-                raise ClientError(
-                    {"Error": {"Code": code, "Message": "injected by the test"},
-                     "ResponseMetadata": {"HTTPStatusCode": status}},
-                    model.name,
-                )
+                error: Any = {"Error": {"Code": code, "Message": "injected by the test"}}
+                error["ResponseMetadata"] = {"HTTPStatusCode": status}
+                raise ClientError(error, kwargs["model"].name)
 
         session.register(f"before-call.{operation}", hook)
         registered.append((f"before-call.{operation}", hook))
@@ -169,9 +184,9 @@ class Stack:
 
     def entries(self, nacl_id: str) -> list[dict[str, Any]]:
         acl = self.ec2.describe_network_acls(NetworkAclIds=[nacl_id])["NetworkAcls"][0]
-        return acl["Entries"]  # type: ignore[no-any-return]
+        return acl["Entries"]
 
-    def managed(self, nacl_id: str) -> list[tuple[int, bool, str]]:
+    def managed(self, nacl_id: str) -> list[tuple[int, bool, Any]]:
         """(rule number, egress, CIDR) of every entry in the managed range, sorted."""
         end = self.rule_start + self.rule_limit - 1
         return sorted(
@@ -203,7 +218,7 @@ class Stack:
     def block(self, block_id: str) -> dict[str, Any]:
         item = self.ddb.Table(self.table_name).get_item(Key={"pk": f"BLOCK#{block_id}", "sk": "BLOCK"}).get("Item")
         assert item is not None, f"no block {block_id}"
-        return item  # type: ignore[no-any-return]
+        return item
 
     # -- executions -------------------------------------------------------------------------
 
@@ -211,7 +226,7 @@ class Stack:
         answer = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=block_id, input=json.dumps({"block_id": block_id})
         )
-        return answer["executionArn"]  # type: ignore[no-any-return]
+        return answer["executionArn"]
 
     def execution_arn(self, block_id: str) -> str:
         return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{block_id}"
@@ -222,7 +237,7 @@ class Stack:
             timeout,
             f"execution {execution_arn} still running",
         )
-        return answer  # type: ignore[no-any-return]
+        return answer
 
     def path(self, execution_arn: str) -> list[str]:
         """The names of the states the execution entered, in order."""
@@ -281,14 +296,22 @@ def deploy(aws: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
         ddb = boto3.client("dynamodb", region_name=REGION)
         ddb.create_table(
             TableName=table_name,
-            **{k: table_props[k] for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},
+            **{
+                k: table_props[k]
+                for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
+            },
         )
         secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="autoblock-token", SecretString=TOKEN
         )["ARN"]
 
-        refs: dict[str, Any] = {**params, "BlocksTable": table_name, "ApiTokenSecret": secret_arn,
-                                "AWS::Partition": "aws", "Condition:GenerateToken": True}
+        refs: dict[str, Any] = {
+            **params,
+            "BlocksTable": table_name,
+            "ApiTokenSecret": secret_arn,
+            "AWS::Partition": "aws",
+            "Condition:GenerateToken": True,
+        }
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName="autoblock-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
@@ -325,7 +348,9 @@ def deploy(aws: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         wiring.reset()
-        stack = Stack(nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"]))
+        stack = Stack(
+            nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"])
+        )
         stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in nacl_ids}
         assert all(len(rules) >= len(FOREIGN_RULES) for rules in stack.baseline.values())
         return stack

@@ -144,9 +144,8 @@ def test_the_fixtures_as_sam_local_would_send_them(stack: Stack) -> None:
 
 
 def test_the_token_is_reread_after_its_cache_expires(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aws_lambda_powertools.utilities import parameters
-
     import boto3
+    from aws_lambda_powertools.utilities import parameters
 
     assert call("api_list_blocks.json", TOKEN)[0] == 200
     boto3.client("secretsmanager").put_secret_value(SecretId="autoblock-token", SecretString="rotated-token-value")

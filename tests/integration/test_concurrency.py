@@ -47,7 +47,7 @@ def test_fifty_requests_at_once_never_double_book(deploy: Callable[..., Stack]) 
     stack = deploy(nacls=2, RuleLimit=5, WhenFull="reject")
     requests = [ip for ip in ADDRESSES for _ in range(5)]
     handlers = [isolated_api().lambda_handler for _ in requests]  # one Lambda environment per request
-    stop, seen, observations = threading.Event(), [], [0]
+    stop, seen, observations = threading.Event(), list[str](), [0]
     observer = threading.Thread(target=observe, args=(stack, stop, seen, observations))
     observer.start()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from autoblock.dal.nacl import Nacls
 from tests.integration.api import call, isolated_api
 from tests.integration.conftest import TOKEN, Stack, wait_until
@@ -20,7 +21,9 @@ def block(ip: str, duration: int = 3, direction: str = "ingress", **extra: Any) 
 
 def assert_foreign_untouched(stack: Stack) -> None:
     for nacl_id in stack.nacl_ids:
-        assert stack.foreign(nacl_id) == stack.baseline[nacl_id], f"rules outside the managed range changed in {nacl_id}"
+        assert stack.foreign(nacl_id) == stack.baseline[nacl_id], (
+            f"rules outside the managed range changed in {nacl_id}"
+        )
 
 
 def assert_nothing_left(stack: Stack) -> None:
@@ -107,7 +110,9 @@ def test_unblock_removes_the_entries_at_once_and_stops_the_waiting_execution(sta
 def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fault: Callable[..., None]) -> None:
     # Given: EC2 accepts the entry in the first NACL and refuses it in the second, for good
     refused = stack.nacl_ids[1]
-    fault("ec2.CreateNetworkAclEntry", "UnauthorizedOperation", times=-1, when=lambda p: p.get("NetworkAclId") == refused)
+    fault(
+        "ec2.CreateNetworkAclEntry", "UnauthorizedOperation", times=-1, when=lambda p: p.get("NetworkAclId") == refused
+    )
 
     status, body = block("203.0.113.9")
 
@@ -172,7 +177,9 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
 
 
 def test_ipv6_blocks_in_both_directions_are_ipv6_entries(stack: Stack) -> None:
-    status, body = call("api_create_block_ipv6.json", TOKEN, body={"ip": "2001:db8::7", "duration": 2, "direction": "both"})
+    status, body = call(
+        "api_create_block_ipv6.json", TOKEN, body={"ip": "2001:db8::7", "duration": 2, "direction": "both"}
+    )
 
     assert status == 202
     for nacl_id in stack.nacl_ids:
@@ -224,7 +231,9 @@ def test_a_foreign_entry_at_our_number_is_left_alone_and_the_block_moves(stack: 
     assert [(q["sk"], q["block_id"]) for q in quarantined] == [("00010", "foreign")]
 
 
-def test_an_unblock_while_the_block_is_being_applied_leaves_nothing(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unblock_while_the_block_is_being_applied_leaves_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given: the API unblocks the block right after Apply wrote its first entry
     original = Nacls.deny
     unblocked: list[int] = []
@@ -238,8 +247,11 @@ def test_an_unblock_while_the_block_is_being_applied_leaves_nothing(stack: Stack
 
     monkeypatch.setattr(Nacls, "deny", deny)
 
-    status, body = block("203.0.113.88", duration=600)
+    _, body = block("203.0.113.88", duration=600)
 
+    # The API may answer the first request as soon as the block is unblocked, a moment before the
+    # second request's answer is back in the Apply thread.
+    wait_until(lambda: unblocked, 10, "the concurrent unblock to answer")
     assert unblocked == [200]
     execution = stack.execution_arn(body["id"])
     wait_until(lambda: stack.sfn.describe_execution(executionArn=execution)["status"] != "RUNNING", 30, "execution")

@@ -53,9 +53,24 @@ def test_malformed_addresses_are_refused_with_the_reason(text: str, message: str
 @pytest.mark.parametrize(
     "text",
     [
-        "0.0.0.1", "10.1.2.3", "100.64.0.1", "127.0.0.1", "169.254.169.254", "172.16.5.4", "172.31.255.255",
-        "192.168.1.1", "224.0.0.251", "239.255.255.250", "240.0.0.1", "255.255.255.255",
-        "::", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1",
+        "0.0.0.1",
+        "10.1.2.3",
+        "100.64.0.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "172.16.5.4",
+        "172.31.255.255",
+        "192.168.1.1",
+        "224.0.0.251",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "ff02::1",
     ],
 )
 def test_never_block_ranges_are_refused(text: str) -> None:
@@ -84,18 +99,30 @@ def test_cidrs_broader_than_the_minimum_prefix_are_refused() -> None:
 
 def test_the_allowlist_is_never_blocked_in_either_direction_of_overlap() -> None:
     policy = Policy(allowlist=parse_allowlist(["198.51.100.0/28", " 2001:db8:aa::/48 ", ""]))
-    with pytest.raises(PolicyViolation, match="allowlisted 198.51.100.0/28"):
+    with pytest.raises(PolicyViolation, match=r"allowlisted 198\.51\.100\.0/28"):
         blockable("198.51.100.3", policy)
-    with pytest.raises(PolicyViolation, match="allowlisted 198.51.100.0/28"):
+    with pytest.raises(PolicyViolation, match=r"allowlisted 198\.51\.100\.0/28"):
         blockable("198.51.100.0/24", policy)
-    with pytest.raises(PolicyViolation, match="allowlisted 2001:db8:aa::/48"):
+    with pytest.raises(PolicyViolation, match=r"allowlisted 2001:db8:aa::/48"):
         blockable("2001:db8:aa:1::/64", policy)
     assert blockable("198.51.100.16/28", policy).compressed == "198.51.100.16/28"
 
 
 def test_the_never_block_list_is_the_documented_one() -> None:
     assert {n.compressed for n, _ in NEVER_BLOCK} == {
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-        "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
     }

@@ -22,7 +22,7 @@ def test_the_range_is_inclusive_and_owns_nothing_else() -> None:
 
 @pytest.mark.parametrize(("start", "limit"), [(0, 5), (1, 0), (32760, 10)])
 def test_a_range_outside_the_nacl_rule_numbers_is_refused(start: int, limit: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not fit"):
         RuleRange(start, limit)
 
 

@@ -59,7 +59,11 @@ class Nacls:
 
     def entry_at(self, nacl_id: str, rule_number: int, egress: bool) -> Entry | None:
         return next(
-            (e for e in self.entries([nacl_id]).get(nacl_id, []) if e.rule_number == rule_number and e.egress == egress),
+            (
+                e
+                for e in self.entries([nacl_id]).get(nacl_id, [])
+                if e.rule_number == rule_number and e.egress == egress
+            ),
             None,
         )
 
@@ -80,9 +84,7 @@ class Nacls:
             if code == "NetworkAclEntryAlreadyExists":
                 raise EntryExists(self.entry_at(nacl_id, rule_number, egress)) from None
             if code == "NetworkAclEntryLimitExceeded":
-                raise NaclQuotaExceeded(
-                    f"{nacl_id} has reached its quota of IPv{family} rules per direction"
-                ) from None
+                raise NaclQuotaExceeded(f"{nacl_id} has reached its quota of IPv{family} rules per direction") from None
             if is_transient(exc):
                 raise transient(exc, "CreateNetworkAclEntry") from exc
             raise

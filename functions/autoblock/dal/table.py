@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeDeserializer
@@ -119,12 +119,26 @@ class BlockTable:
             with _aws("TransactWriteItems create block"):
                 self.client.transact_write_items(
                     TransactItems=[
-                        {"Put": {"TableName": self.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
-                        {"Put": {"TableName": self.name, "Item": lock, "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {
+                            "Put": {
+                                "TableName": self.name,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.name,
+                                "Item": lock,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
                     ]
                 )
         except ClientError as exc:
-            if error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in _cancelled_reasons(exc):
+            if error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in _cancelled_reasons(
+                exc
+            ):
                 return False
             raise
         return True
@@ -159,7 +173,7 @@ class BlockTable:
                 )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                old = exc.response.get("Item")
+                old = cast(dict[str, Any] | None, exc.response.get("Item"))
                 raise Unchanged(_block(self.client_item(old)) if old else None) from None
             raise
         return _block(answer["Attributes"])
@@ -258,7 +272,13 @@ class BlockTable:
             with _aws("TransactWriteItems take slot"):
                 self.client.transact_write_items(
                     TransactItems=[
-                        {"Put": {"TableName": self.name, "Item": slot, "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {
+                            "Put": {
+                                "TableName": self.name,
+                                "Item": slot,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
                         {
                             "Update": {
                                 "TableName": self.name,
@@ -274,7 +294,7 @@ class BlockTable:
         except ClientError as exc:
             if error_code(exc) != "TransactionCanceledException":
                 raise
-            slot_reason, block_reason = (_cancelled_reasons(exc) + ["None", "None"])[:2]
+            slot_reason, block_reason = [*_cancelled_reasons(exc), "None", "None"][:2]
             if block_reason == "ConditionalCheckFailed":
                 raise Unchanged(self.get(block.id)) from None
             if slot_reason == "ConditionalCheckFailed":

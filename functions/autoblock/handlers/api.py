@@ -24,12 +24,11 @@ from autoblock.models import BLOCK_ID_PATTERN, Block, BlockList, BlockRequest, B
 logger = Logger()
 tracer = Tracer()
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger = False  # type: ignore[attr-defined]
 
 MAX_BODY_BYTES = 8 * 1024
 TOKEN_CACHE_SECONDS = 300  # a rotated token is picked up within five minutes
 TOKEN_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization"})
-SECURITY = [{"bearerAuth": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _error(status: int, code: str, message: str) -> Response[str]:
@@ -80,7 +79,7 @@ def _refused(status: int, code: str, message: str) -> dict[str, Any]:
     }
 
 
-@app.exception_handler(AutoblockError)
+@app.exception_handler(AutoblockError)  # type: ignore[untyped-decorator]
 def domain_error(exc: AutoblockError) -> Response[str]:
     logger.info("request refused", extra={"error": exc.code})
     return _error(exc.http_status, exc.code, str(exc))
@@ -108,11 +107,20 @@ def _wait_until_settled(block: Block) -> Block:
     "/blocks",
     summary="Block an address",
     responses={
-        200: {"description": "An active block of the address was extended", "content": {"application/json": {"model": BlockView}}},
+        200: {
+            "description": "An active block of the address was extended",
+            "content": {"application/json": {"model": BlockView}},
+        },
         202: {"description": "The block was created", "content": {"application/json": {"model": BlockView}}},
-        409: {"description": "Conflicts with a block of the address", "content": {"application/json": {"model": ErrorBody}}},
+        409: {
+            "description": "Conflicts with a block of the address",
+            "content": {"application/json": {"model": ErrorBody}},
+        },
         422: {"description": "Never blockable, or invalid", "content": {"application/json": {"model": ErrorBody}}},
-        503: {"description": "No free rule number (WhenFull=reject)", "content": {"application/json": {"model": ErrorBody}}},
+        503: {
+            "description": "No free rule number (WhenFull=reject)",
+            "content": {"application/json": {"model": ErrorBody}},
+        },
     },
     security=SECURITY,
 )
@@ -122,7 +130,9 @@ def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
         try:
             workflow().start(registered.block.id)
         except AutoblockError:
-            lifecycle().release(registered.block.id, "failed", "the workflow could not be started", frozenset({"pending"}))
+            lifecycle().release(
+                registered.block.id, "failed", "the workflow could not be started", frozenset({"pending"})
+            )
             raise
     block = _wait_until_settled(registered.block)
     if block.state in ("rejected", "failed"):
@@ -154,7 +164,9 @@ def get_block(block_id: BlockId) -> BlockView:
 @app.delete("/blocks/<block_id>", summary="Unblock now", security=SECURITY)
 def delete_block(block_id: BlockId) -> BlockView:
     """Remove the block's entries now and stop its waiting execution."""
-    block = lifecycle().release(_known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"}))
+    block = lifecycle().release(
+        _known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"})
+    )
     if block.state == "unblocked":
         workflow().stop(block.id, "autoblock.Unblocked", "unblocked through the API")
     return BlockView.of(block)

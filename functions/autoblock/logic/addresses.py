@@ -40,7 +40,7 @@ NEVER_BLOCK: tuple[tuple[Network, str], ...] = tuple(
     )
 )
 
-_MAPPED_V4 = ip_network("::ffff:0:0/96")
+_MAPPED_V6 = IPv6Network("::ffff:0:0/96")
 _ALLOWED_CHARS = re.compile(r"[0-9A-Fa-f:./]{2,49}")
 MAX_ADDRESS_LENGTH = 49  # the longest IPv6 CIDR text is 43 characters
 
@@ -69,11 +69,9 @@ def parse_network(text: str) -> Network:
     except ValueError as exc:
         if "has host bits set" in str(exc):
             suggestion = ip_network(text, strict=False)
-            raise InvalidAddress(
-                f"'{shown}' has host bits set; the network is {suggestion.compressed}"
-            ) from None
+            raise InvalidAddress(f"'{shown}' has host bits set; the network is {suggestion.compressed}") from None
         raise InvalidAddress(f"'{shown}' is not a valid IPv4 or IPv6 address or CIDR") from None
-    if isinstance(network, IPv6Network) and network.subnet_of(_MAPPED_V4):
+    if isinstance(network, IPv6Network) and network.subnet_of(_MAPPED_V6):
         raise InvalidAddress(f"'{shown}' is an IPv4-mapped IPv6 address; send the IPv4 address itself")
     return network
 
@@ -92,12 +90,12 @@ def check_policy(network: Network, policy: Policy) -> None:
             f"block allowed (MinPrefixLengthV{network.version})"
         )
     for reserved, why in NEVER_BLOCK:
-        if reserved.version == network.version and reserved.overlaps(network):  # type: ignore[arg-type]
+        if reserved.version == network.version and reserved.overlaps(network):
             raise PolicyViolation(
                 f"{network.compressed} overlaps {reserved.compressed} ({why}), which autoblock never blocks"
             )
     for allowed in policy.allowlist:
-        if allowed.version == network.version and allowed.overlaps(network):  # type: ignore[arg-type]
+        if allowed.version == network.version and allowed.overlaps(network):
             raise PolicyViolation(f"{network.compressed} overlaps the allowlisted {allowed.compressed}")
 
 

@@ -65,9 +65,9 @@ class EntryLike(Protocol):
 
 
 class NaclGateway(Protocol):  # what lifecycle needs of dal.nacl.Nacls
-    def entries(self, nacl_ids: list[str]) -> dict[str, list[EntryLike]]: ...  # type: ignore[misc]
+    def entries(self, nacl_ids: list[str]) -> dict[str, list[EntryLike]]: ...
     def deny(self, nacl_id: str, rule_number: int, egress: bool, cidr: str, family: int) -> None: ...
-    def delete(self, entry: EntryLike) -> None: ...  # type: ignore[misc]
+    def delete(self, entry: EntryLike) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,9 @@ class Lifecycle:
         )
         if self.settings.when_full == "reject":
             raise CapacityExceeded(f"no free rule number: {capacity}; WhenFull=reject")
-        holders = [b for b in self.table.get_many(sorted(set(taken.values()))) if b.state == "active" and b.id != block.id]
+        holders = [
+            b for b in self.table.get_many(sorted(set(taken.values()))) if b.state == "active" and b.id != block.id
+        ]
         if not holders:
             raise CapacityExceeded(f"no free rule number and no active block to evict: {capacity}")
         victim = min(holders, key=lambda b: (b.expires_at, b.created_at))
@@ -302,4 +304,3 @@ class Lifecycle:
 
     def live(self) -> list[Block]:
         return self.table.live()
-

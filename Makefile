@@ -1,0 +1,42 @@
+# Every target installs what it needs first: on a fresh machine `make local` or `make test` is all.
+SHELL := /bin/bash
+UV := python3 -m uv
+RUN := $(UV) run --frozen
+REGION ?= us-east-1
+export TZ := UTC
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup lint format validate test build local deploy openapi
+
+setup:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: setup
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+validate: setup
+	$(RUN) cfn-lint template.yaml
+	$(RUN) sam validate --lint --region $(REGION)
+
+test: lint validate
+	$(RUN) pytest
+
+build: validate
+	$(RUN) sam build
+
+# Until the local stack exists (a later issue), the main job builds and validates the application.
+local: build
+	@echo "Built .aws-sam/build/template.yaml. Deploy it with: $(RUN) sam deploy --guided"
+
+deploy: build
+	$(RUN) sam deploy --guided
+
+openapi: setup
+	$(RUN) python scripts/openapi.py

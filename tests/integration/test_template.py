@@ -1,0 +1,98 @@
+"""The template, the ASL and the code agree: every substitution, handler, route and fixture."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from autoblock.handlers import api
+from tests.integration.conftest import ASL_PATH, ROOT, Stack, load_template, resolve, substitute_asl
+
+TEMPLATE = load_template()
+RESOURCES = TEMPLATE["Resources"]
+FUNCTIONS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def test_every_placeholder_in_the_asl_is_a_definition_substitution() -> None:
+    placeholders = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", ASL_PATH.read_text()))
+    substitutions = set(RESOURCES["BlockStateMachine"]["Properties"]["DefinitionSubstitutions"])
+    assert placeholders == substitutions
+
+
+def test_the_substituted_asl_is_accepted_by_step_functions(stack: Stack) -> None:
+    # The deploy fixture substituted and created it; here: nothing unresolved, and every Lambda
+    # task names a function of the template.
+    definition = json.loads(stack.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)["definition"])
+    names = {
+        s["Parameters"]["FunctionName"].rsplit(":", 1)[-1] for s in definition["States"].values() if s["Type"] == "Task"
+    }
+    assert names == set(FUNCTIONS) - {"ApiFunction"}
+    assert "${" not in json.dumps(definition)
+
+
+def test_every_handler_in_the_template_resolves_to_a_function() -> None:
+    code_uri = TEMPLATE["Globals"]["Function"]["CodeUri"]
+    assert (ROOT / code_uri / "requirements.txt").is_file()
+    for name, resource in FUNCTIONS.items():
+        module_name, _, attr = resource["Properties"]["Handler"].rpartition(".")
+        assert (ROOT / code_uri / Path(*module_name.split("."))).with_suffix(".py").is_file(), name
+        assert callable(getattr(importlib.import_module(module_name), attr)), name
+
+
+def test_every_api_event_in_the_template_is_a_route_of_the_api_and_back() -> None:
+    events = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in FUNCTIONS["ApiFunction"]["Properties"]["Events"].values()
+        if e["Type"] == "Api"
+    }
+    schema = json.loads(api.openapi_document())
+    routes = {(method.upper(), path) for path, item in schema["paths"].items() for method in item}
+    assert events == routes
+
+
+def test_the_committed_openapi_document_matches_the_code() -> None:
+    committed = (ROOT / "docs" / "openapi.json").read_text()
+    assert json.loads(committed) == json.loads(api.openapi_document()), "run: make openapi"
+
+
+def test_every_function_gets_the_environment_its_settings_need() -> None:
+    from autoblock.models import Settings
+
+    required = {n.upper() for n, f in Settings.model_fields.items() if f.is_required()}
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert required <= set(env)
+
+
+def test_every_event_fixture_is_used_by_a_test() -> None:
+    tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    for fixture in (ROOT / "events").glob("*.json"):
+        assert f'"{fixture.name}"' in tests, f"events/{fixture.name} is used by no test"
+
+
+def test_the_ec2_write_policy_names_exactly_the_configured_nacls() -> None:
+    statement = RESOURCES["NaclWritePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert statement["Action"] == ["ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"]
+    split = statement["Resource"]["Fn::Split"]
+    arns = resolve(split[1], {"NetworkAclIds": ["acl-0123456789abcdef0", "acl-0fedcba9876543210"]}).split(split[0])
+    assert arns == [
+        "arn:*:ec2:*:*:network-acl/acl-0123456789abcdef0",
+        "arn:*:ec2:*:*:network-acl/acl-0fedcba9876543210",
+    ]
+
+
+def test_the_outputs_users_need_exist() -> None:
+    assert {"ApiUrl", "StateMachineArn", "TableName", "TokenSecretArn"} <= set(TEMPLATE["Outputs"])
+
+
+def test_substitution_refuses_an_unknown_placeholder() -> None:
+    with pytest.raises(KeyError, match="Nope"):
+        substitute_asl('{"a": "${Nope}"}', {})
+
+
+def test_stage_throttling_is_on() -> None:
+    settings = RESOURCES["BlocksApi"]["Properties"]["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
