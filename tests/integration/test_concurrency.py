@@ -25,6 +25,9 @@ def violations(stack: Stack) -> list[str]:
                 found.append(f"{nacl_id} egress={egress}: {len(mine)} entries > RuleLimit")
             cidrs = Counter(cidr for _, cidr in mine)
             found += [f"{nacl_id} egress={egress}: {c} holds {k} entries" for c, k in cidrs.items() if k > 1]
+        # AWS allows 20 entries per NACL, direction and address family (moto does not enforce it).
+        quota = Counter((e["Egress"], "Ipv6CidrBlock" in e) for e in stack.entries(nacl_id) if e["RuleNumber"] != 32767)
+        found += [f"{nacl_id} {key}: {n} entries > 20" for key, n in quota.items() if n > 20]
     slots = stack.items("SLOT#")
     per_key = Counter(str(s["pk"]) for s in slots)
     found += [f"{k}: {n} slots > RuleLimit" for k, n in per_key.items() if n > stack.rule_limit]

@@ -257,3 +257,20 @@ def test_an_unblock_while_the_block_is_being_applied_leaves_nothing(
     wait_until(lambda: stack.sfn.describe_execution(executionArn=execution)["status"] != "RUNNING", 30, "execution")
     assert stack.block(body["id"])["state"] == "unblocked"
     assert_nothing_left(stack)
+
+
+def test_a_workflow_that_cannot_start_fails_the_request_and_leaves_nothing(
+    stack: Stack, fault: Callable[..., None]
+) -> None:
+    fault("sfn.StartExecution", "ServiceUnavailable", times=-1, status=503)
+
+    status, body = block("203.0.113.99")
+
+    assert status == 503
+    assert body == {
+        "error": "workflow_unavailable",
+        "message": "could not start the block's workflow: ServiceUnavailable",
+    }
+    (item,) = stack.items("BLOCK#")
+    assert (item["state"], item["end_reason"]) == ("failed", "the workflow could not be started")
+    assert_nothing_left(stack)
