@@ -19,6 +19,7 @@ os.environ.update(
         "AWS_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "autoblock",
+        "POWERTOOLS_METRICS_NAMESPACE": "autoblock",  # as template.yaml sets it, before handlers import
         "POWERTOOLS_DEV": "false",
     }
 )

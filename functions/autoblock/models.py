@@ -39,6 +39,7 @@ class Settings(BaseModel):
     state_machine_arn: str = ""
     token_secret_id: str = ""
     api_wait_seconds: float = Field(default=3.0, ge=0)
+    sweeper_grace_seconds: int = Field(default=60, ge=0)
 
     @field_validator("nacl_ids", "allowlist_cidrs", mode="before")
     @classmethod
@@ -94,6 +95,9 @@ class Block(BaseModel):
     created_at: int
     expires_at: int
     rules: dict[str, int] = Field(default_factory=dict)
+    state_since: int = 0  # when the block entered its current state (the sweeper's grace periods)
+    ending_state: str | None = None  # while releasing: the state it ends in, so anyone can finish it
+    ending_reason: str | None = None
     ended_at: int | None = None
     end_reason: str | None = None
 

@@ -91,6 +91,9 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
     return node
 
 
+LAMBDA_FAULTS: dict[str, list[str]] = {}  # function name → errorTypes its next invocations report
+
+
 def _run_handler(
     self: LambdaSimpleBackend,
     function_name: str,
@@ -100,6 +103,10 @@ def _run_handler(
     response_headers: dict[str, str],
 ) -> bytes:
     fn = self.get_function(function_name, qualifier)
+    if LAMBDA_FAULTS.get(fn.function_name):
+        response_headers["x-amz-function-error"] = "Unhandled"
+        error_type = LAMBDA_FAULTS[fn.function_name].pop(0)
+        return json.dumps({"errorType": error_type, "errorMessage": "injected by the test"}).encode()
     module_name, _, attr = str(fn.handler).rpartition(".")
     handler = getattr(importlib.import_module(module_name), attr)
     event = json.loads(body) if body else {}
@@ -127,19 +134,24 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         wiring.reset()
         parameters.clear_caches()
+        LAMBDA_FAULTS.clear()
         yield
+        LAMBDA_FAULTS.clear()
         wiring.reset()
         parameters.clear_caches()
 
 
-@pytest.fixture
-def fault(aws: None) -> Iterator[Callable[..., None]]:
-    """fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS call(s)
-    of that operation fail as AWS would answer, before botocore sends them. times=-1: for good."""
-    session = boto3._get_default_session()._session
-    registered: list[tuple[str, Any]] = []
+class Faults:
+    """faults("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS
+    call(s) of that operation fail as AWS would answer, before botocore sends them (times=-1: for
+    good); faults.clear() ends them. Lambda tasks: faults.lambda_task("ApplyFunction", "Sandbox.Timedout")."""
 
-    def inject(
+    def __init__(self) -> None:
+        self.session = boto3._get_default_session()._session
+        self.registered: list[tuple[str, Any]] = []
+
+    def __call__(
+        self,
         operation: str,
         code: str,
         times: int = 1,
@@ -155,14 +167,26 @@ def fault(aws: None) -> Iterator[Callable[..., None]]:
                 error["ResponseMetadata"] = {"HTTPStatusCode": status}
                 raise ClientError(error, kwargs["model"].name)
 
-        session.register(f"before-call.{operation}", hook)
-        registered.append((f"before-call.{operation}", hook))
+        self.session.register(f"before-call.{operation}", hook)
+        self.registered.append((f"before-call.{operation}", hook))
         wiring.reset()  # our clients are made again, with the hook
 
-    yield inject
-    for event_name, hook in registered:
-        session.unregister(event_name, hook)
-    wiring.reset()
+    def lambda_task(self, function: str, error_type: str, times: int = 1) -> None:
+        LAMBDA_FAULTS[function] = [error_type] * times
+
+    def clear(self) -> None:
+        for event_name, hook in self.registered:
+            self.session.unregister(event_name, hook)
+        self.registered.clear()
+        LAMBDA_FAULTS.clear()
+        wiring.reset()
+
+
+@pytest.fixture
+def fault(aws: None) -> Iterator[Faults]:
+    faults = Faults()
+    yield faults
+    faults.clear()
 
 
 @dataclass

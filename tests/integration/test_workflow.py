@@ -10,7 +10,7 @@ import pytest
 
 from autoblock.dal.nacl import Nacls
 from tests.integration.api import call, isolated_api
-from tests.integration.conftest import TOKEN, Stack, wait_until
+from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
 
 HAPPY_PATH = ["Validate", "Reserve", "Apply", "IsActive", "WaitUntilExpiry", "Expire", "StillActive", "Released"]
 
@@ -107,7 +107,7 @@ def test_unblock_removes_the_entries_at_once_and_stops_the_waiting_execution(sta
     assert (status, again["state"]) == (200, "unblocked")
 
 
-def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fault: Callable[..., None]) -> None:
+def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fault: Faults) -> None:
     # Given: EC2 accepts the entry in the first NACL and refuses it in the second, for good
     refused = stack.nacl_ids[1]
     fault(
@@ -127,7 +127,7 @@ def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fau
     assert_nothing_left(stack)  # the entry written in the first NACL was removed again
 
 
-def test_a_transient_nacl_failure_is_retried_and_the_block_applied(stack: Stack, fault: Callable[..., None]) -> None:
+def test_a_transient_nacl_failure_is_retried_and_the_block_applied(stack: Stack, fault: Faults) -> None:
     fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1)
 
     status, body = block("203.0.113.10", duration=3)
@@ -259,9 +259,7 @@ def test_an_unblock_while_the_block_is_being_applied_leaves_nothing(
     assert_nothing_left(stack)
 
 
-def test_a_workflow_that_cannot_start_fails_the_request_and_leaves_nothing(
-    stack: Stack, fault: Callable[..., None]
-) -> None:
+def test_a_workflow_that_cannot_start_fails_the_request_and_leaves_nothing(stack: Stack, fault: Faults) -> None:
     fault("sfn.StartExecution", "ServiceUnavailable", times=-1, status=503)
 
     status, body = block("203.0.113.99")

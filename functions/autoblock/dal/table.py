@@ -198,16 +198,29 @@ class BlockTable:
         """Items in a ClientError come in the low-level format; turn them into plain values."""
         return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
 
-    def transition(self, block_id: str, from_states: frozenset[str], to_state: str) -> Block:
-        """Move a block to ``to_state`` if it is in one of ``from_states``; raise Unchanged otherwise."""
+    def transition(
+        self,
+        block_id: str,
+        from_states: frozenset[str],
+        to_state: str,
+        now: int,
+        ending: tuple[str, str] | None = None,
+    ) -> Block:
+        """Move a block to ``to_state`` if it is in one of ``from_states``; raise Unchanged otherwise.
+        ``ending`` (state, reason) records how a block moving to releasing is to end."""
         names = {f":f{i}": s for i, s in enumerate(sorted(from_states))}
+        values: dict[str, Any] = {":to": to_state, ":now": now, **names}
+        update = "SET #st = :to, state_since = :now"
+        if ending is not None:
+            update += ", ending_state = :es, ending_reason = :er"
+            values.update({":es": ending[0], ":er": ending[1]})
         return self._update(
             to_state,
             block_id,
-            UpdateExpression="SET #st = :to",
+            UpdateExpression=update,
             ConditionExpression=f"#st IN ({', '.join(names)})",
             ExpressionAttributeNames={"#st": "state"},
-            ExpressionAttributeValues={":to": to_state, **names},
+            ExpressionAttributeValues=values,
         )
 
     def begin_release_if_due(self, block_id: str, now: int) -> Block:
@@ -215,10 +228,10 @@ class BlockTable:
         return self._update(
             "expire",
             block_id,
-            UpdateExpression="SET #st = :r",
+            UpdateExpression="SET #st = :r, state_since = :now, ending_state = :es, ending_reason = :es",
             ConditionExpression="#st = :a AND expires_at <= :now",
             ExpressionAttributeNames={"#st": "state"},
-            ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now},
+            ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now, ":es": "expired"},
         )
 
     def finish(self, block: Block, final_state: str, reason: str, now: int) -> Block:
@@ -226,7 +239,10 @@ class BlockTable:
         return self._update(
             "finish",
             block.id,
-            UpdateExpression="SET #st = :f, ended_at = :now, end_reason = :why, #ttl = :ttl REMOVE gsi1pk, gsi1sk",
+            UpdateExpression=(
+                "SET #st = :f, ended_at = :now, state_since = :now, end_reason = :why, #ttl = :ttl "
+                "REMOVE gsi1pk, gsi1sk, ending_state, ending_reason"
+            ),
             ConditionExpression="#st = :r",
             ExpressionAttributeNames={"#st": "state", "#ttl": "ttl"},
             ExpressionAttributeValues={
@@ -331,8 +347,70 @@ class BlockTable:
                 ]
             )
 
-    def free_slot(self, key: str, number: int, block_id: str) -> None:
-        """Give a rule number back, if ``block_id`` still holds it."""
+    def claim_slot(self, key: str, number: int, holder: str | None, claimant: str, now: int) -> bool:
+        """Take a rule number for ``claimant`` if it is free (``holder`` None) or still held by ``holder``."""
+        item = {**_slot_key(key, number), "block_id": claimant, "cidr": "", "taken_at": now}
+        kwargs: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if holder is not None:
+            kwargs = {"ConditionExpression": "block_id = :h", "ExpressionAttributeValues": {":h": holder}}
+        try:
+            with _aws("PutItem claim slot"):
+                self.table.put_item(Item=item, **kwargs)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def move_slot(self, block: Block, key: str, old: int, new: int, found: str, now: int) -> bool:
+        """Move an active block from ``old`` (quarantined: a foreign entry sits there) to the free ``new``."""
+        slot = {**_slot_key(key, new), "block_id": block.id, "cidr": block.cidr, "taken_at": now}
+        try:
+            with _aws("TransactWriteItems move slot"):
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.name,
+                                "Item": slot,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.name,
+                                "Key": _block_key(block.id),
+                                "UpdateExpression": "SET #rules.#k = :new",
+                                "ConditionExpression": "#st = :a AND #rules.#k = :old",
+                                "ExpressionAttributeNames": {"#rules": "rules", "#k": key, "#st": "state"},
+                                "ExpressionAttributeValues": {":new": new, ":old": old, ":a": "active"},
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.name,
+                                "Key": _slot_key(key, old),
+                                "UpdateExpression": "SET block_id = :foreign, #found = :found",
+                                "ConditionExpression": "block_id = :id",
+                                "ExpressionAttributeNames": {"#found": "found"},
+                                "ExpressionAttributeValues": {":foreign": FOREIGN, ":found": found, ":id": block.id},
+                            }
+                        },
+                    ]
+                )
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def slot_taken_at(self, key: str, number: int) -> int | None:
+        with _aws("GetItem slot"):
+            item = self.table.get_item(Key=_slot_key(key, number), ConsistentRead=True).get("Item")
+        return int(item["taken_at"]) if item else None
+
+    def free_slot(self, key: str, number: int, block_id: str) -> bool:
+        """Give a rule number back, if ``block_id`` still holds it (True if this call freed it)."""
         try:
             with _aws("DeleteItem slot"):
                 self.table.delete_item(
@@ -343,3 +421,5 @@ class BlockTable:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True

@@ -29,6 +29,16 @@ class Workflow:
                 return
             raise WorkflowError(f"could not start the block's workflow: {code}") from exc
 
+    def status(self, block_id: str) -> str | None:
+        """The status of the block's execution (RUNNING, SUCCEEDED, FAILED, ABORTED…), None if there is none."""
+        try:
+            answer = self.sfn.describe_execution(executionArn=execution_arn(self.arn, block_id))
+        except ClientError as exc:
+            if error_code(exc) == "ExecutionDoesNotExist":
+                return None
+            raise
+        return str(answer["status"])
+
     def stop(self, block_id: str, error: str, cause: str) -> bool:
         """Stop the block's waiting execution; False if it had already ended or cannot be stopped."""
         try:

@@ -8,6 +8,7 @@ from autoblock.dal.nacl import Nacls
 from autoblock.dal.table import BlockTable
 from autoblock.dal.workflow import Workflow
 from autoblock.logic.lifecycle import Lifecycle
+from autoblock.logic.sweeper import Sweeper
 from autoblock.models import settings
 
 
@@ -22,9 +23,15 @@ def workflow() -> Workflow:
     return Workflow(settings().state_machine_arn)
 
 
+@cache
+def sweeper() -> Sweeper:
+    run = lifecycle()
+    return Sweeper(run, run.table, workflow().status)  # type: ignore[arg-type]
+
+
 def reset() -> None:
     """Forget every cached object (tests point the handlers at a new emulated stack)."""
     from autoblock.dal import aws
 
-    for cached in (lifecycle, workflow, settings, aws.client, aws._table):
+    for cached in (lifecycle, workflow, sweeper, settings, aws.client, aws._table):
         cached.cache_clear()

@@ -46,20 +46,30 @@ class Table(Protocol):  # what lifecycle needs of dal.table.BlockTable
     def lock_holder(self, cidr: str) -> str | None: ...
     def drop_lock(self, cidr: str, block_id: str) -> None: ...
     def extend(self, block_id: str, expires_at: int) -> Block: ...
-    def transition(self, block_id: str, from_states: frozenset[str], to_state: str) -> Block: ...
+    def transition(
+        self,
+        block_id: str,
+        from_states: frozenset[str],
+        to_state: str,
+        now: int,
+        ending: tuple[str, str] | None = None,
+    ) -> Block: ...
     def begin_release_if_due(self, block_id: str, now: int) -> Block: ...
     def finish(self, block: Block, final_state: str, reason: str, now: int) -> Block: ...
     def live(self) -> list[Block]: ...
     def slots(self, key: str) -> dict[int, str]: ...
     def take_slot(self, block: Block, key: str, number: int, now: int) -> bool: ...
-    def free_slot(self, key: str, number: int, block_id: str) -> None: ...
+    def free_slot(self, key: str, number: int, block_id: str) -> bool: ...
     def quarantine_slot(self, block: Block, key: str, number: int, found: str) -> None: ...
 
 
-class EntryLike(Protocol):
+class EntryLike(Protocol):  # what lifecycle needs of dal.nacl.Entry
     nacl_id: str
     rule_number: int
     egress: bool
+    action: str
+    protocol: str
+    cidr: str
 
     def is_deny_of(self, cidr: str) -> bool: ...
 
@@ -121,6 +131,7 @@ class Lifecycle:
                     reason=request.reason or "",
                     source=source,
                     created_at=int(self.now()),
+                    state_since=int(self.now()),
                     expires_at=expires_at,
                 )
                 if self.table.create(block):
@@ -229,7 +240,7 @@ class Lifecycle:
             else:
                 raise SlotConflict(f"every rule number tried in {key} holds an entry autoblock does not own")
         try:
-            return self.table.transition(block.id, frozenset({"pending"}), "active")
+            return self.table.transition(block.id, frozenset({"pending"}), "active", int(self.now()))
         except Unchanged as unchanged:
             # Unblocked while we were applying: whoever moved it to releasing may have looked at
             # the NACL before our entries existed, so remove what we created ourselves.
@@ -249,6 +260,8 @@ class Lifecycle:
                 if current is None:
                     raise BlockNotFound(f"block {block_id} disappeared") from None
                 early = current.expires_at - now
+                if current.state == "releasing" and current.ending_state == "expired":
+                    return self.resume_release(current)  # a retry of this task after a partial release
                 if current.state == "active" and 0 < early <= EXPIRY_SLACK_SECONDS:
                     # The Wait ended within a second of the expiry (clocks differ by that much):
                     # sleeping the rest here beats another Wait/Expire round trip.
@@ -261,12 +274,18 @@ class Lifecycle:
     def release(self, block_id: str, final_state: str, reason: str, from_states: frozenset[str]) -> Block:
         """Take a block out of every NACL and give its rule numbers back. Idempotent."""
         try:
-            block = self.table.transition(block_id, from_states, "releasing")
+            block = self.table.transition(
+                block_id, from_states, "releasing", int(self.now()), ending=(final_state, reason)
+            )
         except Unchanged as unchanged:
             if unchanged.current is None:
                 raise BlockNotFound(f"no block with id {block_id}") from None
             return unchanged.current  # someone else releases it, or it has ended
         return self._complete_release(block, final_state, reason)
+
+    def resume_release(self, block: Block) -> Block:
+        """Finish a release that stopped half-way (its actor died): entries, slots, lock, final state."""
+        return self._complete_release(block, block.ending_state or "failed", block.ending_reason or "release resumed")
 
     def _complete_release(self, block: Block, final_state: str, reason: str) -> Block:
         self._remove_entries(block)

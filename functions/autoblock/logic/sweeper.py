@@ -1,0 +1,277 @@
+"""The sweeper: once a minute, make the managed range of every NACL agree with the table again.
+
+It reads the NACLs first and the table after, so that every entry it sees was written after its
+rule number was taken in the table: an entry whose number no live block holds is truly an orphan.
+It reads live blocks from the sparse ``live`` index and the slots of each (NACL, direction), so
+its cost grows with what is live (at most RuleLimit per NACL and direction), never with history.
+
+Every repair is a conditional write, so two sweeps at once, or a sweep during an execution, never
+remove twice or remove what is being applied:
+
+* ``expired_late``: an active block past its expiry (plus grace) whose execution did not release it.
+* ``release_resumed``: a block stuck in ``releasing`` (its releaser died) is finished.
+* ``reservation_released``: a pending block whose execution is no longer running.
+* ``reapplied``: an active block whose entry vanished gets it back.
+* ``moved``: an active block whose number holds an entry we did not write moves to a free number;
+  the old number is quarantined (held by ``foreign``) and the foreign entry left alone.
+* ``orphan_removed``: a deny-all entry in the range that no live block owns. The sweeper first
+  claims the number in the table, so no block can take it meanwhile, then deletes, then frees it.
+* ``foreign_quarantined``: an entry in the range that autoblock could not have written (an allow
+  rule, a port-specific rule): its number is held by ``foreign`` so no block tries it; it is never touched.
+* ``slot_freed``: a number held by a block that ended or vanished, or quarantined for a foreign
+  entry that is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from autoblock.errors import EntryExists
+from autoblock.logic.lifecycle import EntryLike, Lifecycle
+from autoblock.logic.slots import split_slot_key, targets
+from autoblock.models import Block
+
+logger = Logger(child=True)
+
+FOREIGN = "foreign"
+SWEEPER = "sweeper"
+CLAIM_STALE_SECONDS = 120  # a sweeper's claim older than this belongs to a sweep that died
+
+
+class SweepTable(Protocol):
+    def live(self) -> list[Block]: ...
+    def slots(self, key: str) -> dict[int, str]: ...
+    def get_many(self, block_ids: list[str]) -> list[Block]: ...
+    def claim_slot(self, key: str, number: int, holder: str | None, claimant: str, now: int) -> bool: ...
+    def move_slot(self, block: Block, key: str, old: int, new: int, found: str, now: int) -> bool: ...
+    def slot_taken_at(self, key: str, number: int) -> int | None: ...
+    def free_slot(self, key: str, number: int, block_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Repair:
+    kind: str
+    nacl_id: str | None = None
+    direction: str | None = None
+    rule_number: int | None = None
+    block_id: str | None = None
+    cidr: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class SweepReport:
+    repairs: list[Repair] = field(default_factory=list)
+    live_blocks: int = 0
+    slots_seen: int = 0
+    entries_seen: int = 0
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for repair in self.repairs:
+            counts[repair.kind] = counts.get(repair.kind, 0) + 1
+        return counts
+
+
+class Sweeper:
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        table: SweepTable,
+        execution_status: Callable[[str], str | None],
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.settings = lifecycle.settings
+        self.table = table
+        self.nacls = lifecycle.nacls
+        self.execution_status = execution_status
+        self.now = now
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        nacl_ids = list(self.settings.nacl_ids)
+        entries = self.nacls.entries(nacl_ids)  # NACLs first, the table after: see the module docstring
+        now = int(self.now())
+        for block in self.table.live():
+            self._sweep_block(block, now, report)
+
+        # After the block repairs above, and after the NACL read: see the module docstring.
+        live = {b.id: b for b in self.table.live()}
+        owners = {(key, number): b for b in live.values() for key, number in b.rules.items()}
+        keys = targets(nacl_ids, "both")
+        slots = {key: self.table.slots(key) for key in keys}
+        report.live_blocks = len(live)
+        report.slots_seen = sum(len(s) for s in slots.values())
+        unknown = sorted({h for s in slots.values() for h in s.values() if h not in live and _is_block_id(h)})
+        ended = {b.id: b for b in self.table.get_many(unknown)} if unknown else {}
+
+        rule_range = self.settings.rule_range
+        for key in keys:
+            nacl_id, direction = split_slot_key(key)
+            egress = direction == "egress"
+            here = {
+                e.rule_number: e for e in entries.get(nacl_id, []) if e.egress == egress and e.rule_number in rule_range
+            }
+            report.entries_seen += len(here)
+            held = slots[key]
+            for number, entry in sorted(here.items()):
+                self._sweep_entry(key, number, entry, held.get(number), owners.get((key, number)), now, report)
+            for number, holder in sorted(held.items()):
+                if number not in here:
+                    self._sweep_free_slot(key, number, holder, owners.get((key, number)), ended, report)
+        for repair in report.repairs:
+            logger.info("sweeper repair", extra={"repair": repair.__dict__})
+        return report
+
+    # -- blocks ---------------------------------------------------------------------------------
+
+    def _sweep_block(self, block: Block, now: int, report: SweepReport) -> None:
+        overdue = now - self.settings.sweeper_grace_seconds  # the workflow's own work comes first
+        if block.state == "active" and block.expires_at <= overdue:
+            done = self.lifecycle.expire(block.id)
+            if done.state == "expired":
+                report.repairs.append(Repair("expired_late", block_id=block.id, cidr=block.cidr))
+            return
+        if block.state == "releasing" and block.state_since <= overdue:
+            self.lifecycle.resume_release(block)
+            report.repairs.append(Repair("release_resumed", block_id=block.id, cidr=block.cidr))
+            return
+        if block.state == "pending" and block.state_since <= overdue:
+            status = self.execution_status(block.id)
+            if status != "RUNNING":
+                reason = f"never applied: its execution is {status or 'missing'}"
+                self.lifecycle.release(block.id, "failed", reason, frozenset({"pending"}))
+                report.repairs.append(Repair("reservation_released", block_id=block.id, cidr=block.cidr))
+            return
+        if block.state == "active":
+            self._reapply(block, now, report)
+
+    def _reapply(self, block: Block, now: int, report: SweepReport) -> None:
+        current = self.nacls.entries(block.nacl_ids)
+        for key, number in sorted(block.rules.items()):
+            nacl_id, direction = split_slot_key(key)
+            egress = direction == "egress"
+            entry = next((e for e in current.get(nacl_id, []) if e.rule_number == number and e.egress == egress), None)
+            if entry is not None and entry.is_deny_of(block.cidr):
+                continue
+            if entry is not None and _could_be_ours(entry):
+                # A deny-all for another address at a number this block holds: no live block can own
+                # it (the number is this block's), so it is an orphan; put this block's entry back.
+                self.nacls.delete(entry)
+                report.repairs.append(Repair("orphan_removed", nacl_id, direction, number, cidr=entry.cidr))
+                entry = None
+            if entry is None:
+                try:
+                    self.nacls.deny(nacl_id, number, egress, block.cidr, block.family)
+                    report.repairs.append(Repair("reapplied", nacl_id, direction, number, block.id, block.cidr))
+                    continue
+                except EntryExists as exists:
+                    entry = exists.entry
+                    if entry is None or entry.is_deny_of(block.cidr):
+                        continue  # a concurrent sweep put it back
+            self._move(block, key, number, entry, now, report)
+
+    def _move(self, block: Block, key: str, number: int, entry: EntryLike, now: int, report: SweepReport) -> None:
+        nacl_id, direction = split_slot_key(key)
+        found = repr(entry)
+        logger.warning("foreign entry at a block's rule number", extra={"slot": key, "rule_number": number})
+        for _ in range(self.settings.rule_limit):
+            free = self.settings.rule_range.first_free(self.table.slots(key))
+            if free is None:
+                report.repairs.append(
+                    Repair("conflict_unresolved", nacl_id, direction, number, block.id, block.cidr, found)
+                )
+                return
+            if self.table.move_slot(block, key, number, free, found, now):
+                with contextlib.suppress(EntryExists):  # the next sweep sees what is there and repairs again
+                    self.nacls.deny(nacl_id, free, direction == "egress", block.cidr, block.family)
+                detail = f"from {number} (held by {found}) to {free}"
+                report.repairs.append(Repair("moved", nacl_id, direction, free, block.id, block.cidr, detail))
+                return
+        report.repairs.append(Repair("conflict_unresolved", nacl_id, direction, number, block.id, block.cidr, found))
+
+    # -- entries and slots ----------------------------------------------------------------------
+
+    def _sweep_entry(
+        self,
+        key: str,
+        number: int,
+        entry: EntryLike,
+        holder: str | None,
+        owner: Block | None,
+        now: int,
+        report: SweepReport,
+    ) -> None:
+        nacl_id, direction = split_slot_key(key)
+        if owner is not None and entry.is_deny_of(owner.cidr):
+            # A live block's entry (a pending one is being applied right now: hands off).
+            if holder != owner.id and self.table.claim_slot(key, number, holder, owner.id, now):
+                report.repairs.append(Repair("slot_restored", nacl_id, direction, number, owner.id, owner.cidr))
+            return
+        if holder == FOREIGN or (holder or "").startswith(SWEEPER):
+            return
+        if not _could_be_ours(entry):
+            if holder is None and self.table.claim_slot(key, number, None, FOREIGN, now):
+                report.repairs.append(Repair("foreign_quarantined", nacl_id, direction, number, detail=repr(entry)))
+            return
+        claimant = f"{SWEEPER}:{now}"
+        if not self.table.claim_slot(key, number, holder, claimant, now):
+            return  # taken meanwhile: by a block (its entry, then) or by another sweep
+        try:
+            again = self.nacls.entries([nacl_id]).get(nacl_id, [])
+            still = next((e for e in again if e.rule_number == number and e.egress == entry.egress), None)
+            if still is not None and _same(still, entry):
+                self.nacls.delete(still)
+                report.repairs.append(Repair("orphan_removed", nacl_id, direction, number, cidr=entry.cidr))
+        finally:
+            self.table.free_slot(key, number, claimant)
+
+    def _sweep_free_slot(
+        self,
+        key: str,
+        number: int,
+        holder: str,
+        owner: Block | None,
+        ended: dict[str, Block],
+        report: SweepReport,
+    ) -> None:
+        nacl_id, direction = split_slot_key(key)
+        if owner is not None and owner.id == holder:
+            return  # its entry is missing: _reapply put it back; a pending one is being applied
+        if holder.startswith(SWEEPER):
+            taken_at = self.table.slot_taken_at(key, number)
+            if taken_at is not None and taken_at > int(self.now()) - CLAIM_STALE_SECONDS:
+                return
+        if not self.table.free_slot(key, number, holder):
+            return  # someone else freed or took it meanwhile
+        why = (
+            "quarantine lifted: the foreign entry is gone"
+            if holder == FOREIGN
+            else f"held by {_describe(holder, ended)}"
+        )
+        report.repairs.append(Repair("slot_freed", nacl_id, direction, number, block_id=holder, detail=why))
+
+
+def _is_block_id(holder: str) -> bool:
+    return len(holder) == 32 and all(c in "0123456789abcdef" for c in holder)
+
+
+def _describe(holder: str, ended: dict[str, Block]) -> str:
+    block = ended.get(holder)
+    return f"block {holder}, which is {block.state}" if block else f"{holder}, which no longer exists"
+
+
+def _could_be_ours(entry: EntryLike) -> bool:
+    """autoblock only ever writes deny entries for all protocols."""
+    return entry.action == "deny" and entry.protocol == "-1"
+
+
+def _same(a: EntryLike, b: EntryLike) -> bool:
+    return (a.action, a.protocol, a.cidr) == (b.action, b.protocol, b.cidr)
