@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -99,3 +100,62 @@ def test_fifty_requests_at_once_never_double_book(deploy: Callable[..., Stack]) 
         assert stack.managed(nacl_id) == []
         assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
     assert stack.items("SLOT#") == [] and stack.items("ADDR#") == []
+
+
+def test_two_hundred_mixed_requests_keep_every_invariant(deploy: Callable[..., Stack], monkeypatch: Any) -> None:
+    """Duplicates of one address (extensions), distinct addresses, and unblocks of blocks being applied."""
+    from autoblock.handlers import sweeper, wiring
+    from tests.conftest import FakeLambdaContext
+    from tests.integration.api import event
+
+    stack = deploy(nacls=2, RuleLimit=5, WhenFull="reject")
+    ops: list[tuple[str, str, int]] = []
+    ops += [("block", "198.51.100.200", 4 + i % 5) for i in range(60)]  # one address: extensions
+    ops += [("block", f"203.0.113.{100 + i}", 5) for i in range(100)]  # distinct addresses
+    ops += [("unblock", f"203.0.113.{100 + i}", 0) for i in range(40)]  # unblock while being applied
+    handlers = [isolated_api().lambda_handler for _ in ops]
+    stop, seen, observations = threading.Event(), list[str](), [0]
+    observer = threading.Thread(target=observe, args=(stack, stop, seen, observations))
+    observer.start()
+
+    def send(i: int) -> int:
+        kind, ip, duration = ops[i]
+        if kind == "block":
+            body = {"ip": ip, "duration": duration}
+            return call("api_create_block.json", TOKEN, body=body, handler=handlers[i])[0]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            _, listed = call("api_list_blocks.json", TOKEN, handler=handlers[i])
+            mine = [b for b in listed["blocks"] if b["ip"] == f"{ip}/32"]
+            if mine:
+                return call("api_delete_block.json", TOKEN, block_id=mine[0]["id"], handler=handlers[i])[0]
+            time.sleep(0.05)
+        return 0  # its block was refused (the range was full) before it could be unblocked
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(send, range(len(ops))))
+
+    assert set(statuses) <= {0, 200, 202, 409, 503}
+    assert statuses.count(200) + statuses.count(202) >= 5
+    # Every execution ends (expiries are a few seconds), then one sweep
+    wait_until(
+        lambda: all(
+            e["status"] != "RUNNING"
+            for e in stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+        ),
+        90,
+        "executions still running",
+    )
+    stop.set()
+    observer.join()
+    monkeypatch.setenv("SWEEPER_GRACE_SECONDS", "0")
+    wiring.reset()
+    sweeper.lambda_handler(event("schedule_sweep.json"), FakeLambdaContext())
+
+    assert observations[0] > 5
+    assert seen == []
+    for nacl_id in stack.nacl_ids:
+        assert stack.managed(nacl_id) == []
+        assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
+    assert stack.items("SLOT#") == [] and stack.items("ADDR#") == []
+    assert {b["state"] for b in stack.items("BLOCK#")} <= {"expired", "unblocked", "rejected", "failed"}
