@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from dataclasses import dataclass
+
+import pytest
 
 # Before anything creates a boto3 client: never the user's credentials, never a real endpoint.
 os.environ["TZ"] = "UTC"  # moto's Wait compares timestamps against the local clock
@@ -37,3 +41,33 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+class _EveryLogRecord(logging.Handler):
+    """Keeps every log record of the whole run, rendered with all its fields."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Powertools puts a filter on every root handler that drops its own loggers' records
+        # (they have their own handler); this capture wants them all, so it ignores filters.
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.getMessage()} {json.dumps(record.__dict__, default=str)}")
+
+
+EVERY_LOG_RECORD = _EveryLogRecord()
+logging.getLogger().addHandler(EVERY_LOG_RECORD)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` look at what the whole run did: run them after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "last: runs after every other test (it inspects the whole run)")
