@@ -40,6 +40,10 @@ class Settings(BaseModel):
     token_secret_id: str = ""
     api_wait_seconds: float = Field(default=3.0, ge=0)
     sweeper_grace_seconds: int = Field(default=60, ge=0)
+    guardduty_min_severity: float = Field(default=1.0, ge=0, le=10)
+    guardduty_duration_low: int = Field(default=3600, gt=0)
+    guardduty_duration_medium: int = Field(default=21600, gt=0)
+    guardduty_duration_high: int = Field(default=86400, gt=0)
 
     @field_validator("nacl_ids", "allowlist_cidrs", mode="before")
     @classmethod

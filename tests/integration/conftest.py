@@ -81,6 +81,8 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
             delimiter, parts = arg
             parts = resolve(parts, refs)
             return delimiter.join(str(p) for p in parts)
+        if fn == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", lambda m: str(refs[m.group(1)]), arg)
         if fn == "Fn::If":
             condition, yes, no = arg
             return resolve(yes if refs[f"Condition:{condition}"] else no, refs)
@@ -331,6 +333,9 @@ def deploy(aws: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
 
         refs: dict[str, Any] = {
             **params,
+            "AWS::StackName": "autoblock",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
             "BlocksTable": table_name,
             "ApiTokenSecret": secret_arn,
             "AWS::Partition": "aws",
@@ -365,8 +370,9 @@ def deploy(aws: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
             (ROOT / machine["DefinitionUri"]).read_text(),
             {k: str(v) for k, v in resolve(machine["DefinitionSubstitutions"], refs).items()},
         )
-        created = sfn.create_state_machine(name="autoblock-block", definition=definition, roleArn=role, type="STANDARD")
-        assert created["stateMachineArn"] == state_machine_arn
+        name = resolve(machine["Name"], refs)
+        created = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")
+        assert created["stateMachineArn"] == state_machine_arn == env["STATE_MACHINE_ARN"]
 
         env["API_WAIT_SECONDS"] = "5"
         for key, value in env.items():

@@ -14,8 +14,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoblock.errors import REJECTIONS, BlockNotFound
-from autoblock.handlers.wiring import lifecycle
+from autoblock.handlers.wiring import lifecycle, workflow
 from autoblock.logic.addresses import blockable
+from autoblock.logic.guardduty import MalformedFinding, extract
+from autoblock.logic.intake import handle_finding
 from autoblock.models import LIVE_STATES, CompensateInput, TaskInput, TaskOutput, settings
 
 logger = Logger()
@@ -68,6 +70,18 @@ def compensate(event: CompensateInput, context: LambdaContext) -> dict[str, Any]
     except BlockNotFound:
         return {"block_id": event.block_id, "state": "failed", "expires_at": ""}
     return TaskOutput.of(block).model_dump()
+
+
+@logger.inject_lambda_context(correlation_id_path="event.id")
+@tracer.capture_lambda_handler(capture_response=False)
+def from_finding(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The finding as EventBridge delivered it, under "event" (the ASL adds the execution id)."""
+    try:
+        extraction = extract(event.get("event", {}), settings().policy)
+    except MalformedFinding as exc:
+        logger.warning("malformed finding: nothing done", extra={"reason": str(exc)})
+        raise  # the ASL catches it and ends the execution; retrying would fail the same way
+    return handle_finding(extraction, lifecycle(), workflow().start).as_dict()
 
 
 def _message(cause: str) -> str:
