@@ -242,7 +242,7 @@ class FindingEvent(GuardDutyModel):
     id: str
     detail_type: str = Field(alias="detail-type")
     source: str
-    account: str
+    account: str = ""  # always sent by EventBridge; optional so a replayed event without it still parses
     time: str
     region: str
     resources: list[str] = Field(default_factory=list)

@@ -12,7 +12,17 @@ from autoblock.dal.nacl import Nacls
 from tests.integration.api import call, isolated_api
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
 
-HAPPY_PATH = ["Route", "Validate", "Reserve", "Apply", "IsActive", "WaitUntilExpiry", "Expire", "StillActive", "Released"]
+HAPPY_PATH = [
+    "Route",
+    "Validate",
+    "Reserve",
+    "Apply",
+    "IsActive",
+    "WaitUntilExpiry",
+    "Expire",
+    "StillActive",
+    "Released",
+]
 
 
 def block(ip: str, duration: int = 3, direction: str = "ingress", **extra: Any) -> tuple[int, Any]:
@@ -123,7 +133,15 @@ def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fau
     assert block_item["state"] == "failed"
     execution = stack.execution_arn(block_item["id"])
     assert stack.finished(execution)["status"] == "FAILED"
-    assert stack.path(execution) == ["Route", "Validate", "Reserve", "Apply", "Compensate", "RejectedOrFailed", "Failed"]
+    assert stack.path(execution) == [
+        "Route",
+        "Validate",
+        "Reserve",
+        "Apply",
+        "Compensate",
+        "RejectedOrFailed",
+        "Failed",
+    ]
     assert_nothing_left(stack)  # the entry written in the first NACL was removed again
 
 

@@ -45,7 +45,9 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle, start: Callable
         outcome.outcome, outcome.reason = "ignored", extraction.ignored
     elif extraction.severity < settings.guardduty_min_severity:
         outcome.outcome = "ignored"
-        outcome.reason = f"severity {extraction.severity} is below GuardDutyMinSeverity ({settings.guardduty_min_severity})"
+        outcome.reason = (
+            f"severity {extraction.severity} is below GuardDutyMinSeverity ({settings.guardduty_min_severity})"
+        )
     if outcome.outcome == "ignored":
         logger.info("finding ignored", extra={"finding_id": extraction.finding_id, "reason": outcome.reason})
         return outcome
@@ -87,8 +89,8 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle, start: Callable
         "finding handled",
         extra={
             "finding_id": extraction.finding_id,
-            "created": len(outcome.created),
-            "extended": len(outcome.extended),
+            "blocks_created": len(outcome.created),
+            "blocks_extended": len(outcome.extended),
             "refused": outcome.refused,
             "skipped": outcome.skipped,
         },
