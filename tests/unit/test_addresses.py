@@ -43,6 +43,7 @@ def test_blockable_addresses_normalise_to_their_cidr(text: str, cidr: str) -> No
         ("", "only ASCII digits"),
         ("203.0.113.7/", "not a valid"),
         ("203.0.113.7/33", "not a valid"),
+        ("203.0.113.0/024", "leading zero in its prefix length"),
     ],
 )
 def test_malformed_addresses_are_refused_with_the_reason(text: str, message: str) -> None:

@@ -64,6 +64,9 @@ def parse_network(text: str) -> Network:
         )
     if text.count("/") > 1:
         raise InvalidAddress(f"'{shown}' has more than one '/'")
+    prefix = text.partition("/")[2]
+    if len(prefix) > 1 and prefix.startswith("0"):
+        raise InvalidAddress(f"'{shown}' has a leading zero in its prefix length")
     try:
         network = ip_network(text, strict=True)
     except ValueError as exc:
