@@ -6,7 +6,9 @@ REGION ?= us-east-1
 export TZ := UTC
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup lint format validate test build local deploy openapi
+CHECKOV := $(UV) tool run --python 3.13 --from checkov==3.3.30 checkov
+
+.PHONY: setup lint format validate security test build local deploy openapi
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
@@ -25,7 +27,11 @@ validate: setup
 	$(RUN) cfn-lint template.yaml
 	$(RUN) sam validate --lint --region $(REGION)
 
-test: lint validate
+# Every skip is justified next to its resource in template.yaml (Metadata.checkov.skip).
+security: setup
+	$(CHECKOV) -f template.yaml --skip-download --compact --quiet
+
+test: lint validate security
 	$(RUN) pytest
 
 build: validate
