@@ -32,7 +32,7 @@ security: setup
 	$(CHECKOV) -f template.yaml --skip-download --compact --quiet
 
 test: lint validate security
-	$(RUN) pytest
+	$(RUN) pytest -n 4
 
 build: validate
 	$(RUN) sam build

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -64,10 +67,43 @@ EVERY_LOG_RECORD = _EveryLogRecord()
 logging.getLogger().addHandler(EVERY_LOG_RECORD)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` look at what the whole run did: run them after everything else."""
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+SECRETS = (
+    "test-token-0123456789abcdefghijklmnopqrstuvwxyzABCD",  # tests.integration.conftest.TOKEN
+    "rotated-token-value",  # the rotated token of test_api
+)
+
+
+def find_leaks(lines: list[str]) -> list[str]:
+    """The log lines that carry a token."""
+    return [line[:200] for line in lines if any(secret in line for secret in SECRETS)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "last: runs after every other test (it inspects the whole run)")
+    # Workers (pytest-xdist) inherit this folder and leave their log records there.
+    os.environ.setdefault("AUTOBLOCK_TEST_LOGS", tempfile.mkdtemp(prefix="autoblock-logs-"))
+
+
+@pytest.fixture(autouse=True)
+def _no_token_in_logs() -> Iterator[None]:
+    """Every test's log records (all fields) are searched for the tokens: a leak fails that test."""
+    start = len(EVERY_LOG_RECORD.lines)
+    yield
+    leaks = find_leaks(EVERY_LOG_RECORD.lines[start:])
+    assert leaks == [], "a token reached a log record"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """And once more over the whole run (records logged by background threads after their test)."""
+    folder = Path(os.environ["AUTOBLOCK_TEST_LOGS"])
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if worker is not None:
+        (folder / f"{worker}.log").write_text("\n".join(find_leaks(EVERY_LOG_RECORD.lines)))
+        return
+    leaks = find_leaks(EVERY_LOG_RECORD.lines) + [
+        line for log in folder.glob("*.log") for line in log.read_text().splitlines() if line
+    ]
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"FAILED suite-wide secret check: a token in {len(leaks)} log lines", red=True)
+        raise pytest.UsageError(f"a token reached {len(leaks)} log records")  # fails the run loudly

@@ -87,7 +87,8 @@ def test_fifty_requests_at_once_never_double_book(deploy: Callable[..., Stack]) 
     # API's short wait, which is true too: the client polls GET /blocks/{id}).
     ok = {body["ip"] for _, status, body in answers if status in (200, 202) and body["state"] == "active"}
     assert ok <= {b["cidr"] for b in active}
-    assert {body["state"] for _, status, body in answers if status in (200, 202)} <= {"active", "pending"}
+    # (or "releasing": a block being refused when the wait ran out, also true)
+    assert {body["state"] for _, status, body in answers if status in (200, 202)} <= {"active", "pending", "releasing"}
     created = [body["id"] for _, status, body in answers if status == 202]
     assert len(created) == len(set(created))
     refused = [body for _, status, body in answers if status == 503]

@@ -175,6 +175,12 @@ def test_hostile_findings_are_refused_by_name_and_write_nothing(
     nothing_written(stack)
 
 
+def test_a_finding_fixture_as_sam_local_sends_it(stack: Stack) -> None:
+    outcome = tasks.from_finding(event("guardduty_c2_activity.json"), FakeLambdaContext())
+
+    assert [(c["address"], c["direction"]) for c in outcome["created"]] == [("198.51.100.77/32", "egress")]
+
+
 @pytest.mark.parametrize(
     ("case", "address", "reason"),
     [

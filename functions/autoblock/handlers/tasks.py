@@ -75,9 +75,11 @@ def compensate(event: CompensateInput, context: LambdaContext) -> dict[str, Any]
 @logger.inject_lambda_context(correlation_id_path="event.id")
 @tracer.capture_lambda_handler(capture_response=False)
 def from_finding(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """The finding as EventBridge delivered it, under "event" (the ASL adds the execution id)."""
+    """The finding as EventBridge delivered it: under "event" from the ASL (which adds the execution
+    id), or the event itself (sam local invoke -e events/guardduty_*.json)."""
+    finding = event if "detail-type" in event else event.get("event", {})
     try:
-        extraction = extract(event.get("event", {}), settings().policy)
+        extraction = extract(finding, settings().policy)
     except MalformedFinding as exc:
         logger.warning("malformed finding: nothing done", extra={"reason": str(exc)})
         raise  # the ASL catches it and ends the execution; retrying would fail the same way
