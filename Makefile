@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 
 CHECKOV := $(UV) tool run --python 3.13 --from checkov==3.3.30 checkov
 
-.PHONY: setup lint format validate security test build local deploy openapi
+.PHONY: setup lint format validate security test build local deploy openapi bench
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
@@ -46,3 +46,7 @@ deploy: build
 
 openapi: setup
 	$(RUN) python scripts/openapi.py
+
+# Figures on emulated AWS, autoblock beside the seed's design: docs/benchmarks.md and .json.
+bench: setup
+	$(RUN) python -m bench.run

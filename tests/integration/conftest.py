@@ -1,187 +1,51 @@
-"""An emulated autoblock stack on moto, built from template.yaml and the real ASL file.
-
-moto internals are touched here and nowhere else:
-* moto's Lambda without Docker only echoes, so ``LambdaSimpleBackend.invoke`` is patched to run the
-  real handler in-process; an exception becomes ``FunctionError`` with ``errorType`` = class name,
-  as Lambda reports it, so the ASL's Retry and Catch see our error names.
-* moto's DynamoDB and EC2 do not apply a conditional write atomically against other threads;
-  DynamoDB and EC2 do. Their request handling is serialized so concurrency tests show our races,
-  not moto's.
-"""
+"""Fixtures of the integration tier: the emulated stack of tests/integration/emulator.py."""
 
 from __future__ import annotations
 
-import importlib
-import io
-import json
-import logging
-import re
-import threading
-import time
-import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from botocore.exceptions import ClientError
-from cfnlint.decode import decode
-from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.dynamodb.responses import DynamoHandler
-from moto.ec2.responses import EC2Response
 
-from autoblock.handlers import wiring
-from tests.conftest import FakeLambdaContext
+from tests.integration.emulator import (
+    ACCOUNT,
+    ASL_PATH,
+    EVENTS,
+    FOREIGN_RULES,
+    REGION,
+    ROOT,
+    TOKEN,
+    Faults,
+    Stack,
+    deploy_stack,
+    emulated_aws,
+    load_template,
+    resolve,
+    substitute_asl,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-ASL_PATH = ROOT / "statemachines" / "block.asl.json"
-EVENTS = ROOT / "events"
-TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyzABCD"
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds: never created, changed or deleted by us
-    {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": False, "CidrBlock": "0.0.0.0/0"},
-    {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": True, "CidrBlock": "0.0.0.0/0"},
-    {
-        "RuleNumber": 5,
-        "Protocol": "6",
-        "RuleAction": "deny",
-        "Egress": False,
-        "CidrBlock": "198.51.100.99/32",
-        "PortRange": {"From": 22, "To": 22},
-    },
-    {"RuleNumber": 200, "Protocol": "-1", "RuleAction": "deny", "Egress": False, "CidrBlock": "192.0.2.200/32"},
+__all__ = [
+    "ACCOUNT",
+    "ASL_PATH",
+    "EVENTS",
+    "FOREIGN_RULES",
+    "REGION",
+    "ROOT",
+    "TOKEN",
+    "Faults",
+    "Stack",
+    "load_template",
+    "resolve",
+    "substitute_asl",
+    "wait_until",
 ]
 
 
-# moto logs every Fail state at ERROR; the tests assert on execution paths instead.
-logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-
-
-def load_template() -> dict[str, Any]:
-    template, matches = decode(str(ROOT / "template.yaml"))
-    assert not matches, matches
-    return template
-
-
-def resolve(node: Any, refs: dict[str, Any]) -> Any:
-    """Resolve the few intrinsic functions the template's environment and substitutions use."""
-    if isinstance(node, dict) and len(node) == 1:
-        ((fn, arg),) = node.items()
-        if fn == "Ref":
-            return refs[arg]
-        if fn == "Fn::GetAtt":
-            name = ".".join(arg) if isinstance(arg, list) else arg
-            return refs[name]
-        if fn == "Fn::Join":
-            delimiter, parts = arg
-            parts = resolve(parts, refs)
-            return delimiter.join(str(p) for p in parts)
-        if fn == "Fn::Sub" and isinstance(arg, str):
-            return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", lambda m: str(refs[m.group(1)]), arg)
-        if fn == "Fn::If":
-            condition, yes, no = arg
-            return resolve(yes if refs[f"Condition:{condition}"] else no, refs)
-    if isinstance(node, dict):
-        return {k: resolve(v, refs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [resolve(v, refs) for v in node]
-    return node
-
-
-LAMBDA_FAULTS: dict[str, list[str]] = {}  # function name → errorTypes its next invocations report
-
-
-def _run_handler(
-    self: LambdaSimpleBackend,
-    function_name: str,
-    qualifier: str | None,
-    body: Any,
-    headers: Any,
-    response_headers: dict[str, str],
-) -> bytes:
-    fn = self.get_function(function_name, qualifier)
-    if LAMBDA_FAULTS.get(fn.function_name):
-        response_headers["x-amz-function-error"] = "Unhandled"
-        error_type = LAMBDA_FAULTS[fn.function_name].pop(0)
-        return json.dumps({"errorType": error_type, "errorMessage": "injected by the test"}).encode()
-    module_name, _, attr = str(fn.handler).rpartition(".")
-    handler = getattr(importlib.import_module(module_name), attr)
-    event = json.loads(body) if body else {}
-    try:
-        result = handler(event, FakeLambdaContext(function_name=fn.function_name))
-    except Exception as exc:  # noqa: BLE001 - reported to the state machine as Lambda does
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
-    return json.dumps(result).encode()
-
-
-def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    return call_action
-
-
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", _run_handler)
-    monkeypatch.setattr(DynamoHandler, "call_action", _serialized(DynamoHandler.call_action, threading.Lock()))
-    monkeypatch.setattr(EC2Response, "call_action", _serialized(EC2Response.call_action, threading.Lock()))
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        wiring.reset()
-        parameters.clear_caches()
-        LAMBDA_FAULTS.clear()
+def aws() -> Iterator[None]:
+    with emulated_aws():
         yield
-        LAMBDA_FAULTS.clear()
-        wiring.reset()
-        parameters.clear_caches()
-
-
-class Faults:
-    """faults("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS
-    call(s) of that operation fail as AWS would answer, before botocore sends them (times=-1: for
-    good); faults.clear() ends them. Lambda tasks: faults.lambda_task("ApplyFunction", "Sandbox.Timedout")."""
-
-    def __init__(self) -> None:
-        self.session = boto3._get_default_session()._session
-        self.registered: list[tuple[str, Any]] = []
-
-    def __call__(
-        self,
-        operation: str,
-        code: str,
-        times: int = 1,
-        status: int = 400,
-        when: Callable[[dict[str, Any]], bool] = lambda _: True,
-    ) -> None:
-        left = [times]
-
-        def hook(**kwargs: Any) -> None:
-            if left[0] != 0 and when(kwargs["params"].get("body") or {}):
-                left[0] -= 1
-                error: Any = {"Error": {"Code": code, "Message": "injected by the test"}}
-                error["ResponseMetadata"] = {"HTTPStatusCode": status}
-                raise ClientError(error, kwargs["model"].name)
-
-        self.session.register(f"before-call.{operation}", hook)
-        self.registered.append((f"before-call.{operation}", hook))
-        wiring.reset()  # our clients are made again, with the hook
-
-    def lambda_task(self, function: str, error_type: str, times: int = 1) -> None:
-        LAMBDA_FAULTS[function] = [error_type] * times
-
-    def clear(self) -> None:
-        for event_name, hook in self.registered:
-            self.session.unregister(event_name, hook)
-        self.registered.clear()
-        LAMBDA_FAULTS.clear()
-        wiring.reset()
 
 
 @pytest.fixture
@@ -191,199 +55,12 @@ def fault(aws: None) -> Iterator[Faults]:
     faults.clear()
 
 
-@dataclass
-class Stack:
-    """What a test can look at: the NACLs, the table, the executions."""
-
-    nacl_ids: list[str]
-    table_name: str
-    state_machine_arn: str
-    env: dict[str, str]
-    rule_start: int
-    rule_limit: int
-    baseline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # foreign rules at deploy time
-    ec2: Any = field(default_factory=lambda: boto3.client("ec2", region_name=REGION))
-    sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions", region_name=REGION))
-    ddb: Any = field(default_factory=lambda: boto3.resource("dynamodb", region_name=REGION))
-
-    # -- NACLs ------------------------------------------------------------------------------
-
-    def entries(self, nacl_id: str) -> list[dict[str, Any]]:
-        acl = self.ec2.describe_network_acls(NetworkAclIds=[nacl_id])["NetworkAcls"][0]
-        return acl["Entries"]
-
-    def managed(self, nacl_id: str) -> list[tuple[int, bool, Any]]:
-        """(rule number, egress, CIDR) of every entry in the managed range, sorted."""
-        end = self.rule_start + self.rule_limit - 1
-        return sorted(
-            (e["RuleNumber"], e["Egress"], e.get("CidrBlock") or e.get("Ipv6CidrBlock"))
-            for e in self.entries(nacl_id)
-            if self.rule_start <= e["RuleNumber"] <= end
-        )
-
-    def foreign(self, nacl_id: str) -> list[dict[str, Any]]:
-        end = self.rule_start + self.rule_limit - 1
-        return sorted(
-            (e for e in self.entries(nacl_id) if not self.rule_start <= e["RuleNumber"] <= end),
-            key=lambda e: (e["RuleNumber"], e["Egress"]),
-        )
-
-    # -- table ------------------------------------------------------------------------------
-
-    def items(self, prefix: str = "") -> list[dict[str, Any]]:
-        table = self.ddb.Table(self.table_name)
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = table.scan(**kwargs)
-            items.extend(i for i in page["Items"] if str(i["pk"]).startswith(prefix))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def block(self, block_id: str) -> dict[str, Any]:
-        item = self.ddb.Table(self.table_name).get_item(Key={"pk": f"BLOCK#{block_id}", "sk": "BLOCK"}).get("Item")
-        assert item is not None, f"no block {block_id}"
-        return item
-
-    # -- executions -------------------------------------------------------------------------
-
-    def start(self, block_id: str) -> str:
-        answer = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn, name=block_id, input=json.dumps({"block_id": block_id})
-        )
-        return answer["executionArn"]
-
-    def execution_arn(self, block_id: str) -> str:
-        return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{block_id}"
-
-    def finished(self, execution_arn: str, timeout: float = 30) -> dict[str, Any]:
-        answer = wait_until(
-            lambda: (d := self.sfn.describe_execution(executionArn=execution_arn))["status"] != "RUNNING" and d,
-            timeout,
-            f"execution {execution_arn} still running",
-        )
-        return answer
-
-    def path(self, execution_arn: str) -> list[str]:
-        """The names of the states the execution entered, in order."""
-        events = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
-        return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        time.sleep(0.05)
-
-
-def _function_code() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("placeholder.py", "# the handlers run in-process\n")
-    return buffer.getvalue()
-
-
-def substitute_asl(text: str, substitutions: dict[str, str]) -> str:
-    """Apply DefinitionSubstitutions as CloudFormation does; fail on anything left unresolved."""
-    result = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: substitutions[m.group(1)], text)
-    assert "${" not in result, "unresolved substitution in the ASL"
-    return result
-
-
 @pytest.fixture
 def deploy(aws: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Stack]:
-    """deploy(**parameters) creates the stack's resources on moto from template.yaml."""
+    """deploy(nacls=2, **parameters) creates the stack's resources on moto from template.yaml."""
 
     def _deploy(nacls: int = 2, **overrides: Any) -> Stack:
-        template = load_template()
-        resources = template["Resources"]
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        nacl_ids = []
-        for _ in range(nacls):
-            nacl_id = ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
-            for rule in FOREIGN_RULES:
-                ec2.create_network_acl_entry(NetworkAclId=nacl_id, **rule)
-            nacl_ids.append(nacl_id)
-
-        params = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
-        params.update({"NetworkAclIds": nacl_ids, "RuleNumberStart": 10, "RuleLimit": 5, "DefaultDurationSeconds": 30})
-        params.update(overrides)
-
-        # The table, exactly as the template declares it.
-        table_props = dict(resources["BlocksTable"]["Properties"])
-        table_name = "autoblock-blocks"
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName=table_name,
-            **{
-                k: table_props[k]
-                for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
-            },
-        )
-        secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name="autoblock-token", SecretString=TOKEN
-        )["ARN"]
-
-        refs: dict[str, Any] = {
-            **params,
-            "AWS::StackName": "autoblock",
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "BlocksTable": table_name,
-            "ApiTokenSecret": secret_arn,
-            "AWS::Partition": "aws",
-            "Condition:GenerateToken": True,
-        }
-        iam = boto3.client("iam", region_name=REGION)
-        role = iam.create_role(RoleName="autoblock-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        lam = boto3.client("lambda", region_name=REGION)
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:autoblock-block"
-        refs["BlockStateMachine"] = state_machine_arn
-        globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
-        env: dict[str, str] = {}
-        for name, resource in resources.items():
-            if resource["Type"] != "AWS::Serverless::Function":
-                continue
-            own = resource["Properties"].get("Environment", {}).get("Variables", {})
-            variables = {k: str(v) for k, v in resolve({**globals_env, **own}, refs).items()}
-            answer = lam.create_function(
-                FunctionName=name,
-                Runtime=template["Globals"]["Function"]["Runtime"],
-                Role=role,
-                Handler=resource["Properties"]["Handler"],
-                Code={"ZipFile": _function_code()},
-                Environment={"Variables": variables},
-            )
-            refs[f"{name}.Arn"] = answer["FunctionArn"]
-            env.update(variables)
-
-        machine = resources["BlockStateMachine"]["Properties"]
-        definition = substitute_asl(
-            (ROOT / machine["DefinitionUri"]).read_text(),
-            {k: str(v) for k, v in resolve(machine["DefinitionSubstitutions"], refs).items()},
-        )
-        name = resolve(machine["Name"], refs)
-        created = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")
-        assert created["stateMachineArn"] == state_machine_arn == env["STATE_MACHINE_ARN"]
-
-        env["API_WAIT_SECONDS"] = "5"
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        wiring.reset()
-        stack = Stack(
-            nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"])
-        )
-        stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in nacl_ids}
-        assert all(len(rules) >= len(FOREIGN_RULES) for rules in stack.baseline.values())
-        return stack
+        return deploy_stack(monkeypatch.setenv, nacls, **overrides)
 
     return _deploy
 

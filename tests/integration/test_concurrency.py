@@ -67,7 +67,7 @@ def test_fifty_requests_at_once_never_double_book(deploy: Callable[..., Stack]) 
     def settled() -> bool:
         return all(b["state"] in ("active", "rejected") for b in stack.items("BLOCK#"))
 
-    wait_until(settled, 60, "blocks still pending")
+    wait_until(settled, 180, "blocks still pending")
     stop.set()
     observer.join()
 
