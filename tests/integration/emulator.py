@@ -35,6 +35,8 @@ from cfnlint.decode import decode
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb.responses import DynamoHandler
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.network_acls import NetworkAclBackend
 from moto.ec2.responses import EC2Response
 
 from autoblock.handlers import wiring
@@ -125,6 +127,41 @@ def _run_handler(
     return json.dumps(result).encode()
 
 
+NACL_RULES_QUOTA = 20  # AWS's default rules per NACL, direction and address family; moto enforces none
+
+
+def _create_entry_with_quota(
+    self: NetworkAclBackend, network_acl_id: str, rule_number: int, *args: Any, **kwargs: Any
+) -> Any:
+    """moto's CreateNetworkAclEntry, refusing what AWS refuses past the rules quota."""
+    names = [
+        "protocol",
+        "rule_action",
+        "egress",
+        "cidr_block",
+        "icmp_code",
+        "icmp_type",
+        "port_range_from",
+        "port_range_to",
+        "ipv6_cidr_block",
+    ]
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    ipv6 = bool(given.get("ipv6_cidr_block"))
+    same = [
+        e
+        for e in self.get_network_acl(network_acl_id).network_acl_entries
+        if e.egress == given["egress"] and bool(e.ipv6_cidr_block) == ipv6 and e.rule_number != 32767
+    ]
+    if len(same) >= NACL_RULES_QUOTA:
+        raise EC2ClientError(
+            "NetworkAclEntryLimitExceeded", "The maximum number of network ACL entries has been reached."
+        )
+    return _ORIGINAL_CREATE_ENTRY(self, network_acl_id, rule_number, *args, **kwargs)
+
+
+_ORIGINAL_CREATE_ENTRY = NetworkAclBackend.create_network_acl_entry
+
+
 def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
     def call_action(self: Any) -> Any:
         with lock:
@@ -140,6 +177,7 @@ def emulated_aws() -> Iterator[None]:
         mock.patch.object(LambdaSimpleBackend, "invoke", _run_handler),
         mock.patch.object(DynamoHandler, "call_action", _serialized(DynamoHandler.call_action, threading.Lock())),
         mock.patch.object(EC2Response, "call_action", _serialized(EC2Response.call_action, threading.Lock())),
+        mock.patch.object(NetworkAclBackend, "create_network_acl_entry", _create_entry_with_quota),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
         wiring.reset()
@@ -318,7 +356,12 @@ def substitute_asl(text: str, substitutions: dict[str, str]) -> str:
     return result
 
 
-def deploy_stack(setenv: Callable[[str, str], None], nacls: int = 2, **overrides: Any) -> Stack:
+def deploy_stack(
+    setenv: Callable[[str, str], None],
+    nacls: int = 2,
+    foreign_rules: list[dict[str, Any]] = FOREIGN_RULES,
+    **overrides: Any,
+) -> Stack:
     """Create the stack's resources on moto from template.yaml; ``setenv`` gives this process the
     functions' environment (the handlers run in-process). Parameters as keyword arguments."""
     template = load_template()
@@ -328,7 +371,7 @@ def deploy_stack(setenv: Callable[[str, str], None], nacls: int = 2, **overrides
     nacl_ids = []
     for _ in range(nacls):
         nacl_id = ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
-        for rule in FOREIGN_RULES:
+        for rule in foreign_rules:
             ec2.create_network_acl_entry(NetworkAclId=nacl_id, **rule)
         nacl_ids.append(nacl_id)
 
@@ -399,5 +442,5 @@ def deploy_stack(setenv: Callable[[str, str], None], nacls: int = 2, **overrides
         nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"])
     )
     stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in nacl_ids}
-    assert all(len(rules) >= len(FOREIGN_RULES) for rules in stack.baseline.values())
+    assert all(len(rules) >= len(foreign_rules) for rules in stack.baseline.values())
     return stack

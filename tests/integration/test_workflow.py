@@ -290,3 +290,31 @@ def test_a_workflow_that_cannot_start_fails_the_request_and_leaves_nothing(stack
     (item,) = stack.items("BLOCK#")
     assert (item["state"], item["end_reason"]) == ("failed", "the workflow could not be started")
     assert_nothing_left(stack)
+
+
+def test_a_nacl_at_its_rules_quota_rejects_the_block_and_leaves_nothing(deploy: Callable[..., Stack]) -> None:
+    # Given: the customer's own rules fill the NACL to AWS's 20 inbound IPv4 rules
+    stack = deploy(nacls=1, RuleLimit=5)
+    nacl = stack.nacl_ids[0]
+    for number in range(300, 317):  # 17 more beside the 3 foreign inbound rules
+        stack.ec2.create_network_acl_entry(
+            NetworkAclId=nacl,
+            RuleNumber=number,
+            Protocol="-1",
+            RuleAction="deny",
+            Egress=False,
+            CidrBlock=f"192.0.2.{number - 290}/32",
+        )
+    stack.baseline = {nacl: stack.foreign(nacl)}
+
+    status, body = block("203.0.113.120")
+
+    assert status == 503
+    assert body == {
+        "error": "nacl_quota_exceeded",
+        "message": f"{nacl} has reached its quota of IPv4 rules per direction",
+    }
+    assert_nothing_left(stack)
+    # IPv6 rules are counted separately: an IPv6 block still fits
+    status, v6 = block("2001:db8::120")
+    assert status == 202, v6
