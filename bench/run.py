@@ -49,7 +49,14 @@ from bench.baseline import Seed, create_table  # noqa: E402
 from tests.conftest import FakeLambdaContext  # noqa: E402
 from tests.integration import emulator  # noqa: E402
 from tests.integration.api import call, event, isolated_api  # noqa: E402
-from tests.integration.emulator import TOKEN, deploy_stack, emulated_aws, wait_until  # noqa: E402
+from tests.integration.emulator import (  # noqa: E402
+    TOKEN,
+    ItemCounter,
+    deploy_stack,
+    emulated_aws,
+    wait_until,
+    write_history,
+)
 from tests.integration.test_concurrency import violations  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -233,28 +240,9 @@ def sweeper_reads(histories: list[int]) -> list[dict[str, Any]]:
             block = run.register(BlockRequest(ip=f"192.0.2.{i + 1}", duration=3600), source="bench").block
             stack.start(block.id)
         wait_until(lambda: len(stack.managed(stack.nacl_ids[0])) == RULE_LIMIT, 60, "active blocks")
-        table = stack.ddb.Table(stack.table_name)
         written = 0
         for history in histories:
-            with table.batch_writer() as batch:
-                for i in range(written, history):
-                    block_id = f"{i:032x}"
-                    batch.put_item(
-                        Item={
-                            "pk": f"BLOCK#{block_id}",
-                            "sk": "BLOCK",
-                            "id": block_id,
-                            "cidr": "198.51.100.1/32",
-                            "family": 4,
-                            "direction": "ingress",
-                            "nacl_ids": stack.nacl_ids,
-                            "state": "expired",
-                            "created_at": 1_700_000_000,
-                            "expires_at": 1_700_000_600,
-                            "rules": {},
-                            "ttl": 1_900_000_000,
-                        }
-                    )
+            write_history(stack, written, history)
             written = history
             items = ItemCounter()
             session = boto3._get_default_session()._session
@@ -273,20 +261,6 @@ def sweeper_reads(histories: list[int]) -> list[dict[str, Any]]:
                 }
             )
     return rows
-
-
-class ItemCounter:
-    def __init__(self) -> None:
-        self.items = 0
-
-    def __call__(self, **kwargs: Any) -> None:
-        parsed = kwargs["parsed"]
-        if "Items" in parsed:
-            self.items += len(parsed["Items"])
-        elif "Item" in parsed:
-            self.items += 1
-        elif "Responses" in parsed:
-            self.items += sum(len(v) for v in parsed["Responses"].values())
 
 
 def import_times() -> dict[str, Any]:

@@ -9,15 +9,7 @@ import pytest
 
 from tests.integration.api import call, event
 from tests.integration.conftest import TOKEN, Stack
-
-
-def assert_nothing_written(stack: Stack) -> None:
-    assert stack.items() == []
-    for nacl_id in stack.nacl_ids:
-        assert stack.managed(nacl_id) == []
-        assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
-    assert stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
-
+from tests.integration.emulator import assert_nothing_written
 
 VALID = {"ip": "203.0.113.7", "duration": 60}
 

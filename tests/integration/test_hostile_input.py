@@ -14,15 +14,7 @@ from autoblock.logic.guardduty import MalformedFinding
 from tests.conftest import FakeLambdaContext
 from tests.integration.api import call, event
 from tests.integration.conftest import TOKEN, Stack
-
-
-def nothing_written(stack: Stack) -> None:
-    assert stack.items() == []
-    for nacl_id in stack.nacl_ids:
-        assert stack.managed(nacl_id) == []
-        assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
-    assert stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
-
+from tests.integration.emulator import assert_nothing_written
 
 # (ip, HTTP status, error code, text the message must contain)
 HOSTILE_ADDRESSES = [
@@ -68,7 +60,7 @@ def test_hostile_addresses(stack: Stack, ip: str, status: int, code: str, needle
     assert (got_status, body["error"]) == (status, code)
     assert needle in body["message"]
     assert "\n" not in body["message"] and "\r" not in body["message"]
-    nothing_written(stack)
+    assert_nothing_written(stack)
 
 
 # (body as sent, HTTP status, text the answer must contain)
@@ -109,7 +101,7 @@ def test_hostile_bodies(stack: Stack, body: Any, status: int, needle: str) -> No
         assert answer["expires_at"] > answer["created_at"]
         return
     assert needle in json.dumps(answer)
-    nothing_written(stack)
+    assert_nothing_written(stack)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +126,7 @@ def test_hostile_credentials_and_headers(
 
     assert (got_status, body["error"]) == (status, code)
     assert TOKEN not in json.dumps(body)
-    nothing_written(stack)
+    assert_nothing_written(stack)
 
 
 def finding(**changes: Any) -> dict[str, Any]:
@@ -172,7 +164,7 @@ def test_hostile_findings_are_refused_by_name_and_write_nothing(
 ) -> None:
     with pytest.raises(MalformedFinding, match=field):
         tasks.from_finding({"event": raw}, FakeLambdaContext())
-    nothing_written(stack)
+    assert_nothing_written(stack)
 
 
 def test_a_finding_fixture_as_sam_local_sends_it(stack: Stack) -> None:
@@ -199,4 +191,4 @@ def test_hostile_addresses_in_a_finding_are_skipped_with_the_reason(
 
     assert outcome["created"] == [] and outcome["extended"] == []
     assert len(outcome["skipped"]) == 1 and reason in outcome["skipped"][0]["reason"]
-    nothing_written(stack)
+    assert_nothing_written(stack)

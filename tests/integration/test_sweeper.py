@@ -16,6 +16,7 @@ from autoblock.models import BlockRequest
 from tests.conftest import FakeLambdaContext
 from tests.integration.api import call, event
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
+from tests.integration.emulator import ItemCounter, write_history
 
 
 @pytest.fixture
@@ -233,46 +234,9 @@ def test_two_sweeps_at_once_remove_each_orphan_once(swept: Stack) -> None:
     agree(swept)
 
 
-class ItemCounter:
-    """Counts the DynamoDB items our code reads, through a botocore event hook."""
-
-    def __init__(self) -> None:
-        self.items = 0
-        self.calls: dict[str, int] = {}
-
-    def __call__(self, **kwargs: Any) -> None:
-        name, parsed = kwargs["model"].name, kwargs["parsed"]
-        self.calls[name] = self.calls.get(name, 0) + 1
-        if "Items" in parsed:
-            self.items += len(parsed["Items"])
-        elif "Item" in parsed:
-            self.items += 1
-        elif "Responses" in parsed:
-            self.items += sum(len(v) for v in parsed["Responses"].values())
-
-
 def test_a_sweep_reads_what_is_live_not_history(swept: Stack) -> None:
     # Given: 10,000 ended blocks in the table and 5 active ones
-    table = swept.ddb.Table(swept.table_name)
-    with table.batch_writer() as batch:
-        for i in range(10_000):
-            block_id = f"{i:032x}"
-            batch.put_item(
-                Item={
-                    "pk": f"BLOCK#{block_id}",
-                    "sk": "BLOCK",
-                    "id": block_id,
-                    "cidr": f"198.51.100.{i % 250}/32",
-                    "family": 4,
-                    "direction": "ingress",
-                    "nacl_ids": swept.nacl_ids,
-                    "state": "expired",
-                    "created_at": 1_700_000_000 + i,
-                    "expires_at": 1_700_000_600 + i,
-                    "rules": {},
-                    "ttl": 1_900_000_000,
-                }
-            )
+    write_history(swept, 0, 10_000)
     for i in range(5):
         block(f"203.0.113.{40 + i}")
     session = boto3._get_default_session()._session
