@@ -275,3 +275,6 @@ def test_every_repair_is_logged_and_emitted_as_a_metric(
     metrics = [line for line in lines if "_aws" in line and "SweeperRepairs" in line]
     assert [(m["Kind"], m["SweeperRepairs"]) for m in metrics] == [("orphan_removed", [1.0])]
     assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "autoblock"
+    in_use = {(m["NaclId"], m["Direction"]): m["SlotsInUse"] for m in lines if "SlotsInUse" in m}
+    assert in_use == {(n, d): [0.0] for n in swept.nacl_ids for d in ("ingress", "egress")}
+    assert [m["SlotsInUsePercentMax"] for m in lines if "SlotsInUsePercentMax" in m] == [[0.0]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from autoblock.errors import BlockNotFound, PolicyViolation
@@ -41,6 +43,25 @@ def test_validate_reserve_apply_expire_one_step_at_a_time(stack: Stack) -> None:
     assert len(stack.items("SLOT#")) == 2
     # Not due yet: Expire hands it back to the Wait
     assert run("expire", block_id) == applied
+
+
+def test_the_tasks_emit_their_metrics(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    block_id = registered("203.0.113.22", duration=1)
+    capsys.readouterr()
+    for task in ("validate", "reserve", "apply"):
+        run(task, block_id)
+    run("compensate", block_id, fixture="task_compensate.json")
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emitted = [
+        (m["Name"], line.get("Reason"))
+        for line in lines
+        if "_aws" in line
+        for d in line["_aws"]["CloudWatchMetrics"]
+        for m in d["Metrics"]
+    ]
+    assert ("BlocksApplied", None) in emitted
+    assert ("BlocksFailed", "TransientAwsError") in emitted
 
 
 def test_compensate_with_the_fixture_removes_everything(stack: Stack) -> None:

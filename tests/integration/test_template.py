@@ -96,3 +96,41 @@ def test_substitution_refuses_an_unknown_placeholder() -> None:
 def test_stage_throttling_is_on() -> None:
     settings = RESOURCES["BlocksApi"]["Properties"]["MethodSettings"][0]
     assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+
+
+def _emitted_metric_names() -> set[str]:
+    code = "".join(p.read_text() for p in (ROOT / "functions" / "autoblock").rglob("*.py"))
+    return set(re.findall(r'name="([A-Z][A-Za-z]+)", unit=', code))
+
+
+def test_every_alarm_watches_a_metric_that_exists_and_notifies_the_topic() -> None:
+    alarms = {name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {
+        "FailedExecutionsAlarm",
+        "SweeperErrorsAlarm",
+        "SweeperRepairsAlarm",
+        "SlotsHighAlarm",
+        "LambdaErrorsAlarm",
+        "LambdaThrottlesAlarm",
+    }
+    for props in alarms.values():
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    ours = {p["MetricName"] for p in alarms.values() if p.get("Namespace") == "autoblock"}
+    assert ours == {"SweeperRepairsTotal", "SlotsInUsePercentMax"}
+    assert ours <= _emitted_metric_names()
+    assert alarms["SlotsHighAlarm"]["Threshold"] == 80
+    for name in ("LambdaErrorsAlarm", "LambdaThrottlesAlarm"):
+        watched = {
+            m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+            for m in alarms[name]["Metrics"]
+            if "MetricStat" in m
+        }
+        assert watched == set(FUNCTIONS)
+    assert RESOURCES["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_the_dashboard_shows_metrics_the_code_emits() -> None:
+    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    shown = set(re.findall(r'"(Blocks[A-Za-z]+|Slots[A-Za-z]+|Sweeper[A-Za-z]+|LiveBlocks)"', body))
+    assert shown
+    assert shown <= _emitted_metric_names()

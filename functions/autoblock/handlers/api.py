@@ -8,11 +8,12 @@ import re
 import time
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,6 +24,7 @@ from autoblock.models import BLOCK_ID_PATTERN, Block, BlockList, BlockRequest, B
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 
 MAX_BODY_BYTES = 8 * 1024
@@ -134,6 +136,8 @@ def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
                 registered.block.id, "failed", "the workflow could not be started", frozenset({"pending"})
             )
             raise
+    if not registered.created:
+        metrics.add_metric(name="BlocksExtended", unit=MetricUnit.Count, value=1)
     block = _wait_until_settled(registered.block)
     if block.state in ("rejected", "failed"):
         # end_reason is "<ErrorClass>: <message>" as Compensate recorded it: answer as that error.
@@ -168,10 +172,12 @@ def delete_block(block_id: BlockId) -> BlockView:
         _known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"})
     )
     if block.state == "unblocked":
+        metrics.add_metric(name="BlocksUnblocked", unit=MetricUnit.Count, value=1)
         workflow().stop(block.id, "autoblock.Unblocked", "unblocked through the API")
     return BlockView.of(block)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -22,9 +23,11 @@ from autoblock.models import LIVE_STATES, CompensateInput, TaskInput, TaskOutput
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 CORRELATION_PATH = "execution_id"  # the ASL passes $$.Execution.Id under this name
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=TaskInput)
@@ -36,6 +39,7 @@ def validate(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
     return TaskOutput.of(block).model_dump()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=TaskInput)
@@ -43,20 +47,29 @@ def reserve(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
     return TaskOutput.of(lifecycle().reserve(event.block_id)).model_dump()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=TaskInput)
 def apply(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
-    return TaskOutput.of(lifecycle().apply(event.block_id)).model_dump()
+    block = lifecycle().apply(event.block_id)
+    if block.state == "active":
+        metrics.add_metric(name="BlocksApplied", unit=MetricUnit.Count, value=1)
+    return TaskOutput.of(block).model_dump()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=TaskInput)
 def expire(event: TaskInput, context: LambdaContext) -> dict[str, Any]:
-    return TaskOutput.of(lifecycle().expire(event.block_id)).model_dump()
+    block = lifecycle().expire(event.block_id)
+    if block.state == "expired":
+        metrics.add_metric(name="BlocksExpired", unit=MetricUnit.Count, value=1)
+    return TaskOutput.of(block).model_dump()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=CompensateInput)
@@ -65,6 +78,9 @@ def compensate(event: CompensateInput, context: LambdaContext) -> dict[str, Any]
     final_state = "rejected" if event.error.error in REJECTIONS else "failed"
     reason = f"{event.error.error}: {_message(event.error.cause)}"
     logger.warning("compensating", extra={"block_id": event.block_id, "error": event.error.error})
+    name = "BlocksRejected" if final_state == "rejected" else "BlocksFailed"
+    with single_metric(name=name, unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="Reason", value=event.error.error[:64])
     try:
         block = lifecycle().release(event.block_id, final_state, reason, from_states=LIVE_STATES)
     except BlockNotFound:
@@ -72,6 +88,7 @@ def compensate(event: CompensateInput, context: LambdaContext) -> dict[str, Any]
     return TaskOutput.of(block).model_dump()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path="event.id")
 @tracer.capture_lambda_handler(capture_response=False)
 def from_finding(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -83,7 +100,10 @@ def from_finding(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     except MalformedFinding as exc:
         logger.warning("malformed finding: nothing done", extra={"reason": str(exc)})
         raise  # the ASL catches it and ends the execution; retrying would fail the same way
-    return handle_finding(extraction, lifecycle(), workflow().start).as_dict()
+    outcome = handle_finding(extraction, lifecycle(), workflow().start)
+    if outcome.extended:
+        metrics.add_metric(name="BlocksExtended", unit=MetricUnit.Count, value=len(outcome.extended))
+    return outcome.as_dict()
 
 
 def _message(cause: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from autoblock.errors import (
     BlockConflict,
@@ -206,6 +207,8 @@ class Lifecycle:
             raise CapacityExceeded(f"no free rule number and no active block to evict: {capacity}")
         victim = min(holders, key=lambda b: (b.expires_at, b.created_at))
         logger.warning("evicting the block that ends first", extra={"block_id": victim.id, "for_block": block.id})
+        with single_metric(name="BlocksEvicted", unit=MetricUnit.Count, value=1):
+            pass
         self.release(
             victim.id,
             "evicted",

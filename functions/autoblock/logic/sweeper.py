@@ -71,6 +71,7 @@ class SweepReport:
     live_blocks: int = 0
     slots_seen: int = 0
     entries_seen: int = 0
+    slots_in_use: dict[str, int] = field(default_factory=dict)  # "<nacl>|<direction>" → numbers held
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -109,6 +110,7 @@ class Sweeper:
         slots = {key: self.table.slots(key) for key in keys}
         report.live_blocks = len(live)
         report.slots_seen = sum(len(s) for s in slots.values())
+        report.slots_in_use = {key: len(held) for key, held in slots.items()}
         unknown = sorted({h for s in slots.values() for h in s.values() if h not in live and _is_block_id(h)})
         ended = {b.id: b for b in self.table.get_many(unknown)} if unknown else {}
 
