@@ -280,21 +280,32 @@ class BlockTable:
                 return taken
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def _new_slot(self, block: Block, key: str, number: int, now: int) -> dict[str, Any]:
+        """A transaction item that takes ``number`` for ``block`` if nobody holds it."""
+        slot = {**_slot_key(key, number), "block_id": block.id, "cidr": block.cidr, "taken_at": now}
+        return {"Put": {"TableName": self.name, "Item": slot, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def _quarantine(self, block: Block, key: str, number: int, found: str) -> dict[str, Any]:
+        """A transaction item that hands ``block``'s ``number`` to the foreign placeholder."""
+        return {
+            "Update": {
+                "TableName": self.name,
+                "Key": _slot_key(key, number),
+                "UpdateExpression": "SET block_id = :foreign, #found = :found",
+                "ConditionExpression": "block_id = :id",
+                "ExpressionAttributeNames": {"#found": "found"},
+                "ExpressionAttributeValues": {":foreign": FOREIGN, ":found": found, ":id": block.id},
+            }
+        }
+
     def take_slot(self, block: Block, key: str, number: int, now: int) -> bool:
         """Hold ``number`` for a pending block. False if another block holds it; Unchanged if the
         block stopped being pending or already holds a slot there."""
-        slot = {**_slot_key(key, number), "block_id": block.id, "cidr": block.cidr, "taken_at": now}
         try:
             with _aws("TransactWriteItems take slot"):
                 self.client.transact_write_items(
                     TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.name,
-                                "Item": slot,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
+                        self._new_slot(block, key, number, now),
                         {
                             "Update": {
                                 "TableName": self.name,
@@ -324,16 +335,7 @@ class BlockTable:
         with _aws("TransactWriteItems quarantine slot"):
             self.client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.name,
-                            "Key": _slot_key(key, number),
-                            "UpdateExpression": "SET block_id = :foreign, #found = :found",
-                            "ExpressionAttributeNames": {"#found": "found"},
-                            "ConditionExpression": "block_id = :id",
-                            "ExpressionAttributeValues": {":foreign": FOREIGN, ":found": found, ":id": block.id},
-                        }
-                    },
+                    self._quarantine(block, key, number, found),
                     {
                         "Update": {
                             "TableName": self.name,
@@ -364,18 +366,11 @@ class BlockTable:
 
     def move_slot(self, block: Block, key: str, old: int, new: int, found: str, now: int) -> bool:
         """Move an active block from ``old`` (quarantined: a foreign entry sits there) to the free ``new``."""
-        slot = {**_slot_key(key, new), "block_id": block.id, "cidr": block.cidr, "taken_at": now}
         try:
             with _aws("TransactWriteItems move slot"):
                 self.client.transact_write_items(
                     TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.name,
-                                "Item": slot,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
+                        self._new_slot(block, key, new, now),
                         {
                             "Update": {
                                 "TableName": self.name,
@@ -386,16 +381,7 @@ class BlockTable:
                                 "ExpressionAttributeValues": {":new": new, ":old": old, ":a": "active"},
                             }
                         },
-                        {
-                            "Update": {
-                                "TableName": self.name,
-                                "Key": _slot_key(key, old),
-                                "UpdateExpression": "SET block_id = :foreign, #found = :found",
-                                "ConditionExpression": "block_id = :id",
-                                "ExpressionAttributeNames": {"#found": "found"},
-                                "ExpressionAttributeValues": {":foreign": FOREIGN, ":found": found, ":id": block.id},
-                            }
-                        },
+                        self._quarantine(block, key, old, found),
                     ]
                 )
         except ClientError as exc:
