@@ -97,7 +97,7 @@ def test_orphans_are_removed_and_foreign_rules_in_the_range_left_alone(swept: St
 
 
 def test_a_stopped_execution_s_block_is_released_by_the_sweeper(swept: Stack) -> None:
-    created = block("203.0.113.31", duration=2)
+    created = block("203.0.113.31", duration=5)
     execution = swept.execution_arn(created["id"])
     swept.sfn.stop_execution(executionArn=execution)
     assert swept.finished(execution)["status"] == "ABORTED"
