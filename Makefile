@@ -12,7 +12,7 @@ CHECKOV := $(UV) tool run --python 3.13 --from checkov==3.3.30 checkov
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 
 lint: setup
 	$(RUN) ruff check .

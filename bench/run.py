@@ -45,18 +45,18 @@ import boto3  # noqa: E402
 
 from autoblock.handlers import sweeper, wiring  # noqa: E402
 from autoblock.models import BlockRequest  # noqa: E402
-from bench.baseline import Seed, create_table  # noqa: E402
-from tests.conftest import FakeLambdaContext  # noqa: E402
-from tests.integration import emulator  # noqa: E402
-from tests.integration.api import call, event, isolated_api  # noqa: E402
-from tests.integration.emulator import (  # noqa: E402
+from autoblock_local import emulator  # noqa: E402
+from autoblock_local.emulator import (  # noqa: E402
     TOKEN,
+    FakeLambdaContext,
     ItemCounter,
     deploy_stack,
     emulated_aws,
     wait_until,
     write_history,
 )
+from bench.baseline import Seed, create_table  # noqa: E402
+from tests.integration.api import call, event, isolated_api  # noqa: E402
 from tests.integration.test_concurrency import violations  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {

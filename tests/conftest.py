@@ -8,7 +8,6 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,20 +29,6 @@ os.environ.update(
         "POWERTOOLS_DEV": "false",
     }
 )
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "autoblock-test"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:autoblock-test"
-    memory_limit_in_mb: int = 256
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    log_group_name: str = "/aws/lambda/autoblock-test"
-    log_stream_name: str = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 class _EveryLogRecord(logging.Handler):

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from autoblock.handlers import api
-from tests.conftest import FakeLambdaContext
+from autoblock_local.emulator import FakeLambdaContext
 
 _copies = itertools.count()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.emulator import (
+from autoblock_local.emulator import (
     ACCOUNT,
     ASL_PATH,
     EVENTS,

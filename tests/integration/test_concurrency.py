@@ -106,7 +106,7 @@ def test_fifty_requests_at_once_never_double_book(deploy: Callable[..., Stack]) 
 def test_two_hundred_mixed_requests_keep_every_invariant(deploy: Callable[..., Stack], monkeypatch: Any) -> None:
     """Duplicates of one address (extensions), distinct addresses, and unblocks of blocks being applied."""
     from autoblock.handlers import sweeper, wiring
-    from tests.conftest import FakeLambdaContext
+    from autoblock_local.emulator import FakeLambdaContext
     from tests.integration.api import event
 
     stack = deploy(nacls=2, RuleLimit=5, WhenFull="reject")

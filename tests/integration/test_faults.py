@@ -14,7 +14,7 @@ import pytest
 
 from autoblock.handlers import sweeper, wiring
 from autoblock.models import BlockRequest
-from tests.conftest import FakeLambdaContext
+from autoblock_local.emulator import FakeLambdaContext
 from tests.integration.api import event
 from tests.integration.conftest import Faults, Stack, wait_until
 from tests.integration.test_sweeper import agree

@@ -11,10 +11,9 @@ import pytest
 
 from autoblock.handlers import tasks
 from autoblock.logic.guardduty import MalformedFinding
-from tests.conftest import FakeLambdaContext
+from autoblock_local.emulator import FakeLambdaContext, assert_nothing_written
 from tests.integration.api import call, event
 from tests.integration.conftest import TOKEN, Stack
-from tests.integration.emulator import assert_nothing_written
 
 # (ip, HTTP status, error code, text the message must contain)
 HOSTILE_ADDRESSES = [

@@ -13,10 +13,9 @@ import pytest
 
 from autoblock.handlers import sweeper, wiring
 from autoblock.models import BlockRequest
-from tests.conftest import FakeLambdaContext
+from autoblock_local.emulator import FakeLambdaContext, ItemCounter, write_history
 from tests.integration.api import call, event
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
-from tests.integration.emulator import ItemCounter, write_history
 
 
 @pytest.fixture
@@ -101,7 +100,7 @@ def test_a_stopped_execution_s_block_is_released_by_the_sweeper(swept: Stack) ->
     execution = swept.execution_arn(created["id"])
     swept.sfn.stop_execution(executionArn=execution)
     assert swept.finished(execution)["status"] == "ABORTED"
-    wait_until(lambda: swept.block(created["id"])["expires_at"] < time.time(), 5, "expiry")
+    wait_until(lambda: swept.block(created["id"])["expires_at"] < time.time(), 10, "expiry")
 
     assert sweep()["repairs"] == {"expired_late": 1}
 

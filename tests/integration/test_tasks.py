@@ -9,7 +9,7 @@ import pytest
 from autoblock.errors import BlockNotFound, PolicyViolation
 from autoblock.handlers import tasks, wiring
 from autoblock.models import BlockRequest
-from tests.conftest import FakeLambdaContext
+from autoblock_local.emulator import FakeLambdaContext
 from tests.integration.api import event
 from tests.integration.conftest import Stack
 

@@ -1,5 +1,6 @@
-"""An emulated autoblock stack on moto, built from template.yaml and the real ASL file (used by the
-integration tests through tests/integration/conftest.py, and by the benchmark).
+"""An emulated autoblock stack on moto, built from template.yaml and the real ASL file: the local
+stack (autoblock_local.stack), the integration tests (tests/integration/conftest.py) and the
+benchmark all run on it.
 
 moto internals are touched here and nowhere else:
 * moto's Lambda without Docker only echoes, so ``LambdaSimpleBackend.invoke`` is patched to run the
@@ -40,12 +41,11 @@ from moto.ec2.models.network_acls import NetworkAclBackend
 from moto.ec2.responses import EC2Response
 
 from autoblock.handlers import wiring
-from tests.conftest import FakeLambdaContext
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ASL_PATH = ROOT / "statemachines" / "block.asl.json"
 EVENTS = ROOT / "events"
-TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyzABCD"
+TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyzABCD"  # noqa: S105 - the tests' token on emulated AWS
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds: never created, changed or deleted by us
@@ -63,6 +63,22 @@ FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds:
 ]
 
 
+@dataclass
+class FakeLambdaContext:
+    """The LambdaContext a handler gets when it runs in-process."""
+
+    function_name: str = "autoblock-test"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:autoblock-test"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/autoblock-test"
+    log_stream_name: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
 # moto logs every Fail state at ERROR; the tests assert on execution paths instead.
 logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
@@ -70,7 +86,7 @@ logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 def load_template() -> dict[str, Any]:
     template, matches = decode(str(ROOT / "template.yaml"))
     assert not matches, matches
-    return template
+    return dict(template)
 
 
 def resolve(node: Any, refs: dict[str, Any]) -> Any:
@@ -181,7 +197,7 @@ def emulated_aws() -> Iterator[None]:
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
         wiring.reset()
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         LAMBDA_FAULTS.clear()
         try:
             yield
@@ -189,7 +205,7 @@ def emulated_aws() -> Iterator[None]:
             _stop_executions()  # or their threads would outlive the emulated AWS they belong to
             LAMBDA_FAULTS.clear()
             wiring.reset()
-            parameters.clear_caches()
+            parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def _stop_executions() -> None:
@@ -274,7 +290,7 @@ class Stack:
 
     def entries(self, nacl_id: str) -> list[dict[str, Any]]:
         acl = self.ec2.describe_network_acls(NetworkAclIds=[nacl_id])["NetworkAcls"][0]
-        return acl["Entries"]
+        return list(acl["Entries"])
 
     def managed(self, nacl_id: str) -> list[tuple[int, bool, Any]]:
         """(rule number, egress, CIDR) of every entry in the managed range, sorted."""
@@ -308,7 +324,7 @@ class Stack:
     def block(self, block_id: str) -> dict[str, Any]:
         item = self.ddb.Table(self.table_name).get_item(Key={"pk": f"BLOCK#{block_id}", "sk": "BLOCK"}).get("Item")
         assert item is not None, f"no block {block_id}"
-        return item
+        return dict(item)
 
     # -- executions -------------------------------------------------------------------------
 
@@ -316,7 +332,7 @@ class Stack:
         answer = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=block_id, input=json.dumps({"block_id": block_id})
         )
-        return answer["executionArn"]
+        return str(answer["executionArn"])
 
     def execution_arn(self, block_id: str) -> str:
         return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{block_id}"
@@ -327,7 +343,7 @@ class Stack:
             timeout,
             f"execution {execution_arn} still running",
         )
-        return answer
+        return dict(answer)
 
     def path(self, execution_arn: str) -> list[str]:
         """The names of the states the execution entered, in order."""

@@ -1,0 +1,1 @@
+"""The local stack: autoblock on emulated AWS, on this machine (``make local``)."""
