@@ -37,9 +37,9 @@ test: lint validate security
 build: validate
 	$(RUN) sam build
 
-# Until the local stack exists (a later issue), the main job builds and validates the application.
-local: build
-	@echo "Built .aws-sam/build/template.yaml. Deploy it with: $(RUN) sam deploy --guided"
+# The whole stack on emulated AWS: API on 127.0.0.1:3000, emulated AWS on :3001. Options: ARGS="--help".
+local: setup
+	$(RUN) autoblock-local $(ARGS)
 
 deploy: build
 	$(RUN) sam deploy --guided

@@ -430,10 +430,13 @@ def deploy_stack(
     setenv: Callable[[str, str], None],
     nacls: int = 2,
     foreign_rules: list[dict[str, Any]] = FOREIGN_RULES,
+    token: str = TOKEN,
+    test_defaults: bool = True,
     **overrides: Any,
 ) -> Stack:
     """Create the stack's resources on moto from template.yaml; ``setenv`` gives this process the
-    functions' environment (the handlers run in-process). Parameters as keyword arguments."""
+    functions' environment (the handlers run in-process). Parameters as keyword arguments, over the
+    template's defaults (and, with ``test_defaults``, over the tests' small RuleLimit and durations)."""
     template = load_template()
     resources = template["Resources"]
     ec2 = boto3.client("ec2", region_name=REGION)
@@ -446,7 +449,9 @@ def deploy_stack(
         nacl_ids.append(nacl_id)
 
     params = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
-    params.update({"NetworkAclIds": nacl_ids, "RuleNumberStart": 10, "RuleLimit": 5, "DefaultDurationSeconds": 30})
+    params["NetworkAclIds"] = nacl_ids
+    if test_defaults:
+        params.update({"RuleNumberStart": 10, "RuleLimit": 5, "DefaultDurationSeconds": 30})
     params.update(overrides)
 
     # The table, exactly as the template declares it.
@@ -458,7 +463,7 @@ def deploy_stack(
         **{k: table_props[k] for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},
     )
     secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="autoblock-token", SecretString=TOKEN
+        Name="autoblock-token", SecretString=token
     )["ARN"]
 
     refs: dict[str, Any] = {

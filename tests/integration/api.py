@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +10,8 @@ from types import ModuleType
 from typing import Any
 
 from autoblock.handlers import api
+from autoblock_local.apigw import fresh_module
 from autoblock_local.emulator import FakeLambdaContext
-
-_copies = itertools.count()
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 UNSET: Any = object()
@@ -54,15 +51,5 @@ def call(
 
 
 def isolated_api() -> ModuleType:
-    """A separate copy of the API module: its own resolver, as a separate Lambda environment has.
-
-    Powertools' resolver keeps the current request on the instance (one request per Lambda
-    environment at a time), so concurrent requests in one test process each need their own copy.
-    """
-    spec = importlib.util.find_spec("autoblock.handlers.api")
-    assert spec is not None and spec.loader is not None and spec.origin is not None
-    copy_spec = importlib.util.spec_from_file_location(f"autoblock_api_copy_{next(_copies)}", spec.origin)
-    assert copy_spec is not None and copy_spec.loader is not None
-    module = importlib.util.module_from_spec(copy_spec)
-    copy_spec.loader.exec_module(module)
-    return module
+    """A separate copy of the API module: its own resolver, as a separate Lambda environment has."""
+    return fresh_module("autoblock.handlers.api")

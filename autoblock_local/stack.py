@@ -1,0 +1,364 @@
+"""``autoblock-local`` (``make local``): the whole of autoblock on emulated AWS, on this machine.
+
+template.yaml's resources are created on moto (tables, the token secret, the functions with their
+environment, the state machine from the real ASL file) in a demo VPC whose NACLs already hold an
+allow-all rule. The real handlers run every Lambda; moto's Step Functions interpreter runs the ASL;
+the API of the template's Api events is served on 127.0.0.1; the template's EventBridge rules route
+events put on the emulated endpoint; its schedules tick. No AWS account, credentials or Docker: every
+AWS call goes to the emulator, never to AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+DEMO_RULES: list[dict[str, Any]] = [  # what a VPC's NACL usually holds already: allow all, in and out
+    {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": False, "CidrBlock": "0.0.0.0/0"},
+    {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": True, "CidrBlock": "0.0.0.0/0"},
+]
+STACK_NAME = "autoblock"
+# Set for the handlers by the local stack itself, whatever the template's environment says.
+LOCAL_ENVIRONMENT = {
+    "TZ": "UTC",  # moto's Wait compares timestamps against the local clock
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+    "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; `autoblock status` shows the figures
+}
+NEVER_INHERITED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
+
+
+def state_file() -> Path:
+    """Where the CLI finds the running local stack (and its token): mode 0600, removed on exit."""
+    if os.environ.get("AUTOBLOCK_LOCAL_STATE"):
+        return Path(os.environ["AUTOBLOCK_LOCAL_STATE"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "autoblock" / "local.json"
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="autoblock-local",
+        description="Run autoblock on emulated AWS on this machine: no AWS account, no Docker.",
+    )
+    parser.add_argument("--port", type=int, default=3000, help="the API's port on 127.0.0.1 (default 3000)")
+    parser.add_argument(
+        "--aws-port", type=int, default=3001, help="the emulated AWS endpoint's port on 127.0.0.1 (default 3001)"
+    )
+    parser.add_argument("--rule-limit", type=int, help="the NACLs' RuleLimit (template parameter RuleLimit)")
+    parser.add_argument("--nacls", type=int, default=2, choices=range(1, 6), help="demo NACLs to block in (1-5)")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template.yaml parameters, as sam spells them: 'WhenFull=evict-soonest-expiring DefaultDurationSeconds=600'",
+    )
+    parser.add_argument(
+        "--sweep-every", type=float, help="seconds between sweeps (default: the template's schedule, 1 minute)"
+    )
+    parser.add_argument("--no-view", action="store_true", help="print a line per change instead of the live view")
+    parser.add_argument("--log-level", default="INFO", help="the handlers' log level in the log file (default INFO)")
+    return parser.parse_args(argv)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _isolate(log_level: str) -> None:
+    """Before any boto3 client or Powertools object exists: emulated AWS only."""
+    for name in NEVER_INHERITED:
+        os.environ.pop(name, None)
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]:
+        os.environ.pop(name)
+    os.environ.update({**LOCAL_ENVIRONMENT, "POWERTOOLS_LOG_LEVEL": log_level.upper()})
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull  # never the user's credentials
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    time.tzset()
+
+
+def _seconds(schedule: str) -> float:
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|second|seconds)\)", schedule)
+    if not match:
+        raise SystemExit(f"autoblock-local: cannot emulate the schedule {schedule!r}")
+    unit = {"s": 1, "m": 60, "h": 3600}[match.group(2)[0]]
+    return int(match.group(1)) * unit
+
+
+@dataclass
+class Running:
+    """Everything started, for the view and for a clean stop."""
+
+    stop: threading.Event
+    threads: list[threading.Thread]
+    errors: list[str]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    for port in {args.port, args.aws_port}:
+        if not _free(port):
+            print(
+                f"autoblock-local: port {port} on 127.0.0.1 is in use (choose another with --port/--aws-port)",
+                file=sys.stderr,
+            )
+            return 2
+    if args.port == args.aws_port:
+        print("autoblock-local: --port and --aws-port must differ", file=sys.stderr)
+        return 2
+    _isolate(args.log_level)
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    # The handlers log (JSON) and print their metrics (EMF) to stdout, as in Lambda; here they go to a
+    # log file beside the state file, and the terminal shows the view.
+    out = sys.stdout
+    log_path = state_file().with_name("local.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = log_path.open("a", buffering=1)
+    sys.stdout = log
+
+    # Imported after _isolate: Powertools and boto3 read the environment when they are first used.
+    from autoblock_local import overrides
+    from autoblock_local.emulator import load_template
+
+    template = load_template()
+    try:
+        wanted = overrides.parse(args.parameter_overrides)
+        if args.rule_limit is not None:
+            wanted["RuleLimit"] = str(args.rule_limit)
+        params = overrides.check(template["Parameters"], wanted)
+    except overrides.OverrideError as error:
+        print(f"autoblock-local: {error}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        with _local_stack(args, template, params, stopping, out, log_path) as (banner, show):
+            print(banner, file=out, flush=True)
+            show()
+    finally:
+        sys.stdout = out
+        log.close()
+    print("autoblock-local: stopped; nothing is left running.", flush=True)
+    return 0
+
+
+@contextlib.contextmanager
+def _local_stack(
+    args: argparse.Namespace,
+    template: dict[str, Any],
+    params: dict[str, Any],
+    stopping: threading.Event,
+    out: TextIO,
+    log_path: Path,
+) -> Iterator[tuple[str, Any]]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from autoblock_local import apigw, bus, view
+    from autoblock_local.emulator import REGION, deploy_stack, emulated_aws
+
+    token = secrets.token_urlsafe(32)
+    path = state_file()
+
+    def setenv(key: str, value: str) -> None:
+        if key not in LOCAL_ENVIRONMENT and key != "POWERTOOLS_LOG_LEVEL":
+            os.environ[key] = value
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
+    with emulated_aws():
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.aws_port, verbose=False)
+        server.start()
+        api: apigw.ApiServer | None = None
+        running = Running(threading.Event(), [], [])
+        try:
+            defaults = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
+            stack = deploy_stack(
+                setenv, args.nacls, foreign_rules=DEMO_RULES, token=token, test_defaults=False, **params
+            )
+            effective = {**defaults, **params}
+            refs = {**effective, "AWS::StackName": STACK_NAME, "AWS::Region": REGION}
+            for name, condition in template.get("Conditions", {}).items():
+                refs[f"Condition:{name}"] = _condition(condition, refs)
+
+            sfn = boto3.client("stepfunctions", region_name=REGION)
+            lam = boto3.client("lambda", region_name=REGION)
+            routed = bus.install(bus.rules(template, refs))
+            for rule in routed:
+                if rule.target != "BlockStateMachine":
+                    raise SystemExit(f"autoblock-local: cannot emulate a rule targeting {rule.target}")
+
+            def start(rule: bus.Rule, event: dict[str, Any]) -> None:
+                try:
+                    sfn.start_execution(
+                        stateMachineArn=stack.state_machine_arn, name=str(event["id"]), input=json.dumps(event)
+                    )
+                except Exception as error:  # noqa: BLE001 - shown, and the poller goes on
+                    running.errors.append(f"rule {rule.name}: {error}")
+
+            running.threads.append(
+                threading.Thread(target=bus.deliver_forever, args=(routed, start, running.stop), name="events")
+            )
+            for name, seconds in _schedules(template):
+                every = args.sweep_every or seconds
+                running.threads.append(
+                    threading.Thread(
+                        target=_tick, args=(lam, name, every, running), name=f"schedule-{name}", daemon=True
+                    )
+                )
+            for thread in running.threads:
+                thread.start()
+            api, _ = apigw.serve(apigw.routes(template), "127.0.0.1", args.port)
+
+            url = f"http://127.0.0.1:{args.port}"
+            endpoint = f"http://127.0.0.1:{args.aws_port}"
+            _write_state(path, {"url": url, "token": token, "aws_endpoint": endpoint, "region": REGION})
+            end = stack.rule_start + stack.rule_limit - 1
+            banner = "\n".join(
+                [
+                    "autoblock local stack: template.yaml on emulated AWS (moto); no AWS account is used.",
+                    f"  API           {url}",
+                    f"  token         {token}",
+                    f"  AWS endpoint  {endpoint}  (region {REGION}, any credentials, e.g. testing/testing)",
+                    f"  NACLs         {', '.join(stack.nacl_ids)}  (rules {stack.rule_start}-{end} are autoblock's)",
+                    f"  state file    {path}  (the autoblock CLI reads the URL and token from it)",
+                    f"  handler logs  {log_path}",
+                    "",
+                    "Try:",
+                    "  uv run autoblock block 203.0.113.9 --for 2m --reason 'a first try'",
+                    f'  curl -s -H "Authorization: Bearer $TOKEN" {url}/blocks',
+                    f"  aws ec2 describe-network-acls --endpoint-url {endpoint} --region {REGION}",
+                    "  uv run autoblock send-event events/guardduty_ssh_bruteforce.json",
+                    "ready",
+                ]
+            )
+
+            def show() -> None:
+                _watch(stack, view, stopping, running, out, interactive=out.isatty() and not args.no_view)
+
+            yield banner, show
+        finally:
+            running.stop.set()
+            if api is not None:
+                api.shutdown()
+                api.server_close()
+            for thread in running.threads:
+                thread.join(timeout=5)
+            server.stop()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _condition(node: Any, refs: dict[str, Any]) -> bool:
+    ((fn, arg),) = node.items()
+    if fn == "Fn::Equals":
+        left, right = (str(refs[v["Ref"]]) if isinstance(v, dict) else str(v) for v in arg)
+        return left == right
+    if fn == "Fn::Not":
+        return not _condition(arg[0], refs)
+    if fn == "Fn::And":
+        return all(_condition(a, refs) for a in arg)
+    if fn == "Fn::Or":
+        return any(_condition(a, refs) for a in arg)
+    if fn == "Condition":
+        return bool(refs[f"Condition:{arg}"])
+    raise SystemExit(f"autoblock-local: cannot evaluate the condition function {fn}")
+
+
+def _schedules(template: dict[str, Any]) -> list[tuple[str, float]]:
+    return [
+        (name, _seconds(spec["Properties"]["Schedule"]))
+        for name, resource in template["Resources"].items()
+        for spec in resource.get("Properties", {}).get("Events", {}).values()
+        if spec["Type"] == "Schedule"
+    ]
+
+
+def _tick(lam: Any, function: str, every: float, running: Running) -> None:
+    """Invoke the function on its schedule, as EventBridge Scheduler would (through Lambda)."""
+    event = json.dumps({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+    while not running.stop.wait(every):
+        try:
+            answer = lam.invoke(FunctionName=function, Payload=event.encode())
+            if answer.get("FunctionError"):
+                running.errors.append(f"{function}: {answer['Payload'].read().decode()[:300]}")
+        except Exception as error:  # noqa: BLE001 - shown, and the schedule goes on
+            running.errors.append(f"{function}: {error}")
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump({**state, "pid": os.getpid()}, handle)
+    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
+
+
+def _watch(stack: Any, view: Any, stopping: threading.Event, running: Running, out: TextIO, interactive: bool) -> None:
+    """Show the blocks until Ctrl-C or SIGTERM: a live table on a terminal, a line per change otherwise."""
+    from autoblock.handlers import wiring
+
+    def final_state(block_id: str) -> str:
+        try:
+            return str(wiring.lifecycle().get(block_id).state)
+        except Exception:  # noqa: BLE001 - the view never stops the stack
+            return "gone"
+
+    if interactive:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=out)
+        with Live(view.render(stack, view.snapshot(stack)), console=console, refresh_per_second=2) as live:
+            while not stopping.wait(1):
+                live.update(view.render(stack, view.snapshot(stack)))
+                while running.errors:
+                    live.console.print(f"[red]error[/red] {running.errors.pop(0)}")
+        return
+    before = None
+    while not stopping.wait(1):
+        try:
+            shot = view.snapshot(stack)
+        except Exception as error:  # noqa: BLE001 - the view never stops the stack
+            print(f"view: {error}", file=out, flush=True)
+            continue
+        for line in view.changes(before, shot, final_state):
+            print(line, file=out, flush=True)
+        while running.errors:
+            print(f"error: {running.errors.pop(0)}", file=out, flush=True)
+        before = shot
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""What the terminal shows while the local stack runs: the live blocks, their rule numbers and time
+left, and each NACL's managed range as the NACL itself holds it."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from autoblock.handlers import wiring
+from autoblock.models import BlockView
+from autoblock_local.emulator import Stack
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    blocks: list[BlockView]
+    used: dict[tuple[str, str], int]  # (NACL, direction) → entries in the managed range
+    taken_at: float
+
+
+def snapshot(stack: Stack) -> Snapshot:
+    blocks = sorted((BlockView.of(b) for b in wiring.lifecycle().live()), key=lambda b: b.expires_at)
+    used: dict[tuple[str, str], int] = {}
+    for nacl_id in stack.nacl_ids:
+        for direction in ("ingress", "egress"):
+            used[(nacl_id, direction)] = 0
+        for _number, egress, _cidr in stack.managed(nacl_id):
+            used[(nacl_id, "egress" if egress else "ingress")] += 1
+    return Snapshot(blocks, used, time.time())
+
+
+def _left(expires_at: str, now: float) -> str:
+    seconds = int(calendar.timegm(time.strptime(expires_at, "%Y-%m-%dT%H:%M:%SZ")) - now)
+    if seconds <= 0:
+        return "due"
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def render(stack: Stack, shot: Snapshot) -> Group:
+    blocks = Table(title=f"{len(shot.blocks)} live block(s)", title_justify="left", expand=True)
+    for column in ("address", "direction", "state", "NACL rules", "time left", "source", "reason"):
+        blocks.add_column(column, overflow="fold")
+    for block in shot.blocks:
+        rules = " ".join(f"{r.nacl_id}#{r.rule_number}{'e' if r.direction == 'egress' else ''}" for r in block.rules)
+        blocks.add_row(
+            block.ip,
+            block.direction,
+            block.state,
+            rules or "-",
+            _left(block.expires_at, shot.taken_at),
+            block.source,
+            block.reason,
+        )
+    end = stack.rule_start + stack.rule_limit - 1
+    ranges = Table(title=f"managed range: rules {stack.rule_start}-{end}", title_justify="left")
+    for column in ("NACL", "direction", "entries", "free"):
+        ranges.add_column(column)
+    for (nacl_id, direction), used in sorted(shot.used.items()):
+        ranges.add_row(nacl_id, direction, str(used), str(stack.rule_limit - used))
+    return Group(blocks, ranges, Text("Ctrl-C stops the local stack.", style="dim"))
+
+
+def changes(before: Snapshot | None, after: Snapshot, final_state: Callable[[str], Any]) -> list[str]:
+    """One line per block that appeared or went away between two snapshots (the non-interactive view)."""
+    old = {b.id: b for b in before.blocks} if before else {}
+    new = {b.id: b for b in after.blocks}
+    lines = []
+    for block_id, block in new.items():
+        if block_id not in old or (old[block_id].state, old[block_id].expires_at) != (block.state, block.expires_at):
+            rules = ", ".join(f"{r.nacl_id} rule {r.rule_number} {r.direction}" for r in block.rules)
+            lines.append(f"{block.state:8} {block.ip} until {block.expires_at} [{rules or 'no rule yet'}] {block.id}")
+    for block_id, block in old.items():
+        if block_id not in new:
+            lines.append(f"{final_state(block_id):8} {block.ip} {block.id}")
+    return lines
