@@ -45,19 +45,33 @@ def _left(expires_at: str, now: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+def _rules(block: BlockView) -> str:
+    """``10`` when every NACL holds the block at rule 10 (per direction), else each NACL's number."""
+    by_direction: dict[str, dict[str, int]] = {}
+    for rule in block.rules:
+        by_direction.setdefault(rule.direction, {})[rule.nacl_id] = rule.rule_number
+    parts = []
+    for direction, numbers in sorted(by_direction.items()):
+        label = "in" if direction == "ingress" else "out"
+        if len(set(numbers.values())) == 1:
+            parts.append(f"{label} {next(iter(numbers.values()))} in {len(numbers)} NACLs")
+        else:
+            parts.append(" ".join(f"{label} {nacl[-5:]}:{n}" for nacl, n in sorted(numbers.items())))
+    return ", ".join(parts) or "-"
+
+
 def render(stack: Stack, shot: Snapshot) -> Group:
     blocks = Table(title=f"{len(shot.blocks)} live block(s)", title_justify="left", expand=True)
-    for column in ("address", "direction", "state", "NACL rules", "time left", "source", "reason"):
-        blocks.add_column(column, overflow="fold")
+    for column in ("address", "direction", "state", "rule", "time left", "source", "reason"):
+        blocks.add_column(column, overflow="fold", no_wrap=column in ("address", "time left"))
     for block in shot.blocks:
-        rules = " ".join(f"{r.nacl_id}#{r.rule_number}{'e' if r.direction == 'egress' else ''}" for r in block.rules)
         blocks.add_row(
             block.ip,
             block.direction,
             block.state,
-            rules or "-",
+            _rules(block),
             _left(block.expires_at, shot.taken_at),
-            block.source,
+            block.source[:20],
             block.reason,
         )
     end = stack.rule_start + stack.rule_limit - 1
