@@ -54,7 +54,9 @@ def _rules(block: BlockView) -> str:
     for direction, numbers in sorted(by_direction.items()):
         label = "in" if direction == "ingress" else "out"
         if len(set(numbers.values())) == 1:
-            parts.append(f"{label} {next(iter(numbers.values()))} in {len(numbers)} NACLs")
+            parts.append(
+                f"{label} {next(iter(numbers.values()))} in {len(numbers)} NACL{'s' if len(numbers) > 1 else ''}"
+            )
         else:
             parts.append(" ".join(f"{label} {nacl[-5:]}:{n}" for nacl, n in sorted(numbers.items())))
     return ", ".join(parts) or "-"
