@@ -56,12 +56,12 @@ def _block(block_id: str, state: str = "active", rules: list[tuple[str, str, int
         id=block_id,
         ip="203.0.113.9/32",
         direction="ingress",
-        state=state,  # type: ignore[arg-type]
+        state=state,
         reason="",
         source="api:x",
         created_at="2026-11-28T15:00:00Z",
         expires_at="2026-11-28T16:00:00Z",
-        rules=[RuleView(nacl_id=n, direction=d, rule_number=r) for n, d, r in rules or []],  # type: ignore[arg-type]
+        rules=[RuleView(nacl_id=n, direction=d, rule_number=r) for n, d, r in rules or []],
     )
 
 
