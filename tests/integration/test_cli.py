@@ -452,3 +452,30 @@ def test_send_event_without_a_local_stack_says_how_to_start_one() -> None:
 
     assert sent.exit_code == 3
     assert "no local stack is running" in sent.stderr
+
+
+def test_stack_finds_the_url_and_token_in_the_stack_outputs_and_its_secret(api: str, stack: Stack) -> None:
+    # Given a deployed stack (on moto) whose outputs name the API and the token's secret
+    import boto3
+
+    secret_arn = boto3.client("secretsmanager", region_name="us-east-1").describe_secret(SecretId="autoblock-token")[
+        "ARN"
+    ]
+    template = {
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"ApiUrl": {"Value": f"{api}/"}, "TokenSecretArn": {"Value": secret_arn}},
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="autoblock-prod", TemplateBody=json.dumps(template)
+    )
+
+    # When
+    listed = run("--stack", "autoblock-prod", "--region", "us-east-1", "--verbose", "list", "-o", "json")
+    missing = run("--stack", "no-such-stack", "--region", "us-east-1", "list")
+
+    # Then
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"blocks": []}
+    assert f"API {api}/ from stack autoblock-prod" in listed.stderr
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith("error: stack no-such-stack: ValidationError:")
