@@ -59,6 +59,8 @@ def _error_of(status: int, text: str) -> ApiError:
             if isinstance(item, dict)
         ]
         return ApiError(status, "invalid_request", "; ".join(problems) or "the request is not valid")
+    if 300 <= status < 400:
+        return ApiError(status, "redirect", "the API redirects elsewhere; not followed, so the token stays here")
     return ApiError(status, "http_error", f"the API answered HTTP {status}")
 
 

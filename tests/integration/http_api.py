@@ -85,20 +85,22 @@ def serve() -> Iterator[str]:
 
 
 @contextmanager
-def serve_canned(answers: dict[str, tuple[int, Any]], seen: list[dict[str, Any]]) -> Iterator[str]:
-    """A fake API answering "METHOD /path?query" with a canned (status, JSON body); records each request."""
+def serve_canned(answers: dict[str, tuple[Any, ...]], seen: list[dict[str, Any]]) -> Iterator[str]:
+    """A fake API answering "METHOD /path?query" with a canned (status, JSON body[, headers]); records each request."""
 
     class Canned(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else None
             seen.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
-            status, payload = answers.get(
+            status, payload, *extra = answers.get(
                 f"{self.command} {self.path}", (404, {"error": "not_found", "message": "no such route"})
             )
             text = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
             self.wfile.write(text)

@@ -479,3 +479,25 @@ def test_stack_finds_the_url_and_token_in_the_stack_outputs_and_its_secret(api: 
     assert f"API {api}/ from stack autoblock-prod" in listed.stderr
     assert missing.exit_code == 2
     assert missing.stderr.startswith("error: stack no-such-stack: ValidationError:")
+
+
+def test_a_validation_error_names_each_field() -> None:
+    detail = {"statusCode": 422, "detail": [{"loc": ["body", "dry_run"], "msg": "Extra inputs are not permitted"}]}
+    with serve_canned({"POST /blocks": (422, detail)}, []) as url:
+        refused = run("block", "203.0.113.7", "--dry-run", url=url)
+
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == "error: dry_run: Extra inputs are not permitted (HTTP 422 invalid_request)"
+
+
+def test_a_redirect_is_not_followed_with_the_token() -> None:
+    elsewhere: list[dict[str, Any]] = []
+    with serve_canned({}, elsewhere) as other, serve_canned({"GET /blocks": (302, {}, {"Location": other})}, []) as url:
+        listed = run("list", url=url)
+
+    assert listed.exit_code == 1
+    assert (
+        listed.stderr.strip()
+        == "error: the API redirects elsewhere; not followed, so the token stays here (HTTP 302 redirect)"
+    )
+    assert elsewhere == []
