@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -20,6 +20,9 @@ import pytest
 from autoblock.handlers import wiring
 from tests.integration.api import event
 from tests.integration.conftest import REGION, ROOT, Stack, load_template, resolve, wait_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 FINDINGS = sorted(p.name for p in (ROOT / "events").glob("guardduty_*.json"))
 RULE = load_template()["Resources"]["BlockStateMachine"]["Properties"]["Events"]["GuardDutyFinding"]["Properties"]
@@ -60,7 +63,11 @@ def bus(aws: None) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
     events.put_targets(Rule="guardduty-findings", Targets=[{"Id": "capture", "Arn": queue_arn}])
 
     def put(raw: dict[str, Any]) -> list[dict[str, Any]]:
-        entry = {"Source": raw["source"], "DetailType": raw["detail-type"], "Detail": json.dumps(raw["detail"])}
+        entry: PutEventsRequestEntryTypeDef = {
+            "Source": raw["source"],
+            "DetailType": raw["detail-type"],
+            "Detail": json.dumps(raw["detail"]),
+        }
         assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
             "Messages", []

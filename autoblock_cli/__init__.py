@@ -1,0 +1,1 @@
+"""The `autoblock` command: the autoblock API from a terminal (block, list, show, unblock, status, history)."""

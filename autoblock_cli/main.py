@@ -1,0 +1,351 @@
+"""The `autoblock` command. Exit codes: 0 done, 1 the API refused, 2 usage error, 3 cannot reach the API."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from urllib.parse import quote, urlsplit
+
+import typer
+from rich.console import Console
+
+from autoblock_cli import render
+from autoblock_cli.client import Answer, ApiError, Client, Unreachable
+from autoblock_cli.connection import ConfigError, Connection, NotFound, is_local, local_state, resolve
+from autoblock_cli.durations import DurationError, parse_duration
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
+BLOCK_ID = re.compile(r"[0-9a-f]{32}")  # autoblock.models.BLOCK_ID_PATTERN
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+app = typer.Typer(
+    name="autoblock",
+    help="Block attacker addresses in the VPC's Network ACLs for a while, through the autoblock API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # a traceback's locals could show the token
+    add_completion=False,
+)
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class Direction(StrEnum):
+    ingress = "ingress"
+    egress = "egress"
+    both = "both"
+
+
+OutputOption = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json: the API's answer as it came")
+]
+
+
+class Options:
+    """The global options, kept for the commands (the token is resolved only when a command runs)."""
+
+    url: str | None = None
+    token: str | None = None
+    stack: str | None = None
+    region: str | None = None
+    verbose: bool = False
+
+
+OPTIONS = Options()
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    _stderr(f"error: {message}")
+    raise typer.Exit(code)
+
+
+def console() -> Console:
+    # API data (reasons, sources) is shown as it is: no markup, emoji codes or highlighting applied to it.
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+@app.callback()
+def options(
+    url: Annotated[
+        str | None, typer.Option(help="The API's URL (else AUTOBLOCK_URL, --stack, the local stack)")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="The API's bearer token (else AUTOBLOCK_TOKEN); prefer the variable", show_default=False),
+    ] = None,
+    stack: Annotated[
+        str | None, typer.Option(help="A deployed stack's name: its ApiUrl output and token secret")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="The AWS region of --stack")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say where the API is and each request")] = False,
+) -> None:
+    OPTIONS.url, OPTIONS.token, OPTIONS.stack, OPTIONS.region, OPTIONS.verbose = url, token, stack, region, verbose
+
+
+def client() -> Client:
+    try:
+        connection: Connection = resolve(OPTIONS.url, OPTIONS.token, OPTIONS.stack, OPTIONS.region, os.environ)
+    except NotFound as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    trace = _stderr if OPTIONS.verbose else None
+    if trace:
+        trace(f"API {connection.url} from {connection.origin}")
+    return Client(connection, trace)
+
+
+def call(method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, str] | None = None) -> Answer:
+    try:
+        return client().request(method, path, body, query)
+    except ApiError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    except Unreachable as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+
+
+def emit_json(answer: Answer) -> None:
+    sys.stdout.write(answer.text.rstrip("\n") + "\n")
+
+
+def duration_option(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--for'") from None
+
+
+@app.command()
+def block(
+    ip: Annotated[str, typer.Argument(help="An address or CIDR: 203.0.113.7, 2001:db8::7, 198.51.100.0/28")],
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for", help="How long: 90s, 30m, 12h, 7d, 1h30m or seconds (default: the stack's)", show_default=False
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, in a few words")] = None,
+    direction: Annotated[Direction | None, typer.Option(help="Traffic to deny (default: ingress)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Record the block, change no NACL")] = False,
+    source: Annotated[
+        str | None, typer.Option(help="A label naming the detector, e.g. elastalert:ssh-brute-force")
+    ] = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Block an address (or extend its live block)."""
+    body: dict[str, Any] = {"ip": ip}
+    seconds = duration_option(for_)
+    if seconds is not None:
+        body["duration"] = seconds
+    if reason is not None:
+        body["reason"] = reason
+    if direction is not None:
+        body["direction"] = direction.value
+    if dry_run:
+        body["dry_run"] = True
+    if source is not None:
+        body["source"] = source
+    answer = call("POST", "/blocks", body)
+    if output is Output.json:
+        emit_json(answer)
+        return
+    headline = "created" if answer.status == 202 else "extended the live block" if answer.status == 200 else ""
+    render.block_detail(console(), answer.body, headline and f"{headline}: {answer.body.get('ip')}")
+
+
+@app.command("list")
+def list_(output: OutputOption = Output.table) -> None:
+    """List the live blocks."""
+    answer = call("GET", "/blocks")
+    if output is Output.json:
+        emit_json(answer)
+        return
+    render.block_list(console(), answer.body.get("blocks", []))
+
+
+def _block_id(text: str) -> str:
+    if not BLOCK_ID.fullmatch(text):
+        raise typer.BadParameter(f"'{text}' is not a block id (32 lowercase hex characters)", param_hint="'ID'")
+    return text
+
+
+@app.command()
+def show(
+    block_id: Annotated[str, typer.Argument(metavar="ID", help="The block's id")],
+    output: OutputOption = Output.table,
+) -> None:
+    """Show one block, live or ended."""
+    answer = call("GET", f"/blocks/{_block_id(block_id)}")
+    if output is Output.json:
+        emit_json(answer)
+        return
+    render.block_detail(console(), answer.body)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise typer.BadParameter(f"'{text}' is not a block id, an address or a CIDR ({exc})") from None
+
+
+@app.command()
+def unblock(
+    target: Annotated[str, typer.Argument(metavar="ID|ADDRESS", help="A block id, or the address/CIDR it blocks")],
+    output: OutputOption = Output.table,
+) -> None:
+    """Remove a block now: by id, or by the address or CIDR of its live block."""
+    if BLOCK_ID.fullmatch(target):
+        block_id = target
+    else:
+        network = _network(target)
+        blocks = call("GET", "/blocks").body.get("blocks", [])
+        matches = [b["id"] for b in blocks if _same_network(b.get("ip"), network)]
+        if not matches:
+            fail(f"no live block of {network.compressed}", EXIT_REFUSED)
+        block_id = matches[0]  # the API keeps one live block per address
+    answer = call("DELETE", f"/blocks/{block_id}")
+    if output is Output.json:
+        emit_json(answer)
+        return
+    render.block_detail(console(), answer.body, f"{answer.body.get('state')}: {answer.body.get('ip')}")
+
+
+def _same_network(text: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_network(str(text)) == network
+    except ValueError:
+        return False
+
+
+@app.command()
+def status(output: OutputOption = Output.table) -> None:
+    """Rule numbers used and free per NACL and direction, and the stack's settings."""
+    answer = call("GET", "/status")
+    if output is Output.json:
+        emit_json(answer)
+        return
+    render.status(console(), answer.body)
+
+
+@app.command()
+def history(
+    target: Annotated[str, typer.Argument(metavar="ADDRESS|ID", help="An address or CIDR, or a block id")],
+    output: OutputOption = Output.table,
+) -> None:
+    """What happened to an address, or to one block, oldest first."""
+    if BLOCK_ID.fullmatch(target):
+        answer = call("GET", f"/blocks/{quote(target)}/history")
+    else:
+        _network_loose(target)
+        answer = call("GET", "/history", query={"ip": target})
+    if output is Output.json:
+        emit_json(answer)
+        return
+    render.history(console(), answer.body)
+
+
+def _network_loose(text: str) -> None:
+    """An address or CIDR at all (the API normalises it and says what is wrong with a near miss)."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a block id, an address or a CIDR") from None
+
+
+def put_events_entry(event: Any) -> PutEventsRequestEntryTypeDef:
+    """A whole EventBridge event (as in events/guardduty_*.json) as a PutEvents entry."""
+    if not isinstance(event, dict):
+        raise ValueError("not a JSON object")
+    missing = [name for name in ("source", "detail-type", "detail") if name not in event]
+    if missing:
+        raise ValueError(f"the event has no {', '.join(missing)}")
+    entry: PutEventsRequestEntryTypeDef = {
+        "Source": str(event["source"]),
+        "DetailType": str(event["detail-type"]),
+        "Detail": json.dumps(event["detail"]),
+    }
+    if isinstance(event.get("resources"), list):
+        entry["Resources"] = [str(r) for r in event["resources"]]
+    if event.get("time"):
+        entry["Time"] = datetime.fromisoformat(str(event["time"]))
+    return entry
+
+
+@app.command("send-event")
+def send_event(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A whole EventBridge event as JSON")
+    ],
+    output: OutputOption = Output.table,
+) -> None:
+    """Put an EventBridge event (e.g. a GuardDuty finding) on the local stack's emulated AWS."""
+    try:
+        entry = put_events_entry(json.loads(file.read_text()))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{file}: {exc}") from None
+    try:
+        state = local_state(os.environ)
+    except NotFound as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    endpoint = state.get("aws_endpoint")
+    if not isinstance(endpoint, str) or not is_local(endpoint):
+        # Dummy credentials go to the emulator on this machine, and nowhere else.
+        fail(f"the local stack's aws_endpoint ({endpoint!r}) is not on this machine", EXIT_USAGE)
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    events = boto3.session.Session().client(
+        "events",
+        endpoint_url=endpoint,
+        region_name=str(state.get("region") or "us-east-1"),
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 (the emulator's dummy credentials)
+        aws_session_token=None,
+    )
+    if OPTIONS.verbose:
+        _stderr(f"PutEvents {entry['Source']} / {entry['DetailType']} to {endpoint}")
+    try:
+        answer = events.put_events(Entries=[entry])
+    except ClientError as exc:
+        fail(f"PutEvents: {exc.response.get('Error', {}).get('Message', exc)}", EXIT_REFUSED)
+    except BotoCoreError as exc:
+        origin = urlsplit(endpoint)
+        fail(f"cannot reach {origin.scheme}://{origin.netloc}: {exc}", EXIT_UNREACHABLE)
+    result: dict[str, Any] = {
+        "FailedEntryCount": answer.get("FailedEntryCount", 0),
+        "Entries": answer.get("Entries", []),
+    }
+    if output is Output.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    failed = [e for e in result["Entries"] if e.get("ErrorCode")]
+    if result["FailedEntryCount"] or failed:
+        first = failed[0] if failed else {}
+        fail(
+            f"the event was not accepted: {first.get('ErrorCode', '?')}: {first.get('ErrorMessage', '')}", EXIT_REFUSED
+        )
+    if output is Output.table:
+        console().print(f"sent: event id {result['Entries'][0].get('EventId')}")
+
+
+def main() -> None:
+    app()

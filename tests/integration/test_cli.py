@@ -1,0 +1,508 @@
+"""The `autoblock` command against the real API handler on the emulated stack, served over HTTP.
+
+status and history are not on this branch's API yet: those commands run against canned answers
+shaped as CONTRACT.md describes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from autoblock.handlers import wiring
+from autoblock_cli.main import app
+from tests.integration.conftest import EVENTS, TOKEN, Stack, wait_until
+from tests.integration.http_api import serve, serve_canned
+
+BLOCK_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No URL, token or local stack from the machine running the tests; wide tables."""
+    for name in ("AUTOBLOCK_URL", "AUTOBLOCK_TOKEN", "XDG_STATE_HOME", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTOBLOCK_LOCAL_STATE", str(tmp_path / "no-local-stack.json"))
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+@pytest.fixture
+def api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # POST /blocks answers as soon as the block is applied; on a loaded machine that can take longer than
+    # the suite's 5 s, and these tests check what a user sees of an applied block (the CLI waits 30 s).
+    monkeypatch.setenv("API_WAIT_SECONDS", "20")
+    wiring.reset()
+    with serve() as url:
+        yield url
+
+
+class _ThreadRouted:
+    """sys.stdout/err while the CLI runs: its own thread's writes are its output; the emulated stack's
+    threads (the API handler behind the test server, the workflow's tasks) print their metrics elsewhere."""
+
+    def __init__(self, cli: Any, others: Any) -> None:
+        self._cli, self._others, self._thread = cli, others, threading.current_thread()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cli if threading.current_thread() is self._thread else self._others, name)
+
+
+class _Runner(CliRunner):
+    @contextmanager
+    def isolation(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        outer_out, outer_err = sys.stdout, sys.stderr
+        with super().isolation(*args, **kwargs) as streams:
+            sys.stdout = cast(TextIO, _ThreadRouted(sys.stdout, outer_out))
+            sys.stderr = cast(TextIO, _ThreadRouted(sys.stderr, outer_err))
+            yield streams
+
+
+def run(*args: str, url: str | None = None, token: str | None = TOKEN) -> Result:
+    """The CLI as a user runs it; every run's output is checked for the token."""
+    flags = [*(["--url", url] if url else []), *(["--token", token] if token and url else [])]
+    result = _Runner().invoke(app, [*flags, *args])
+    assert TOKEN not in result.stdout + result.stderr, "the token reached the output"
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# -- against the real API handler -------------------------------------------------------------
+
+
+def test_block_creates_then_extends_and_shows_the_rules(api: str, stack: Stack) -> None:
+    # When
+    created = run("block", "203.0.113.7", "--for", "30m", "--reason", "ssh brute force", url=api)
+    again = run("block", "203.0.113.7", "--for", "1h", url=api)
+
+    # Then
+    assert created.exit_code == 0, created.stderr
+    assert created.stdout.startswith("created: 203.0.113.7/32")
+    assert "active" in created.stdout and "ssh brute force" in created.stdout
+    for nacl_id in stack.nacl_ids:
+        [(number, egress, cidr)] = stack.managed(nacl_id)
+        assert f"{nacl_id} ingress #{number}" in created.stdout
+        assert (egress, cidr) == (False, "203.0.113.7/32")
+    assert re.search(r"time left\s+(29m \d+s|30m)", created.stdout)
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.startswith("extended the live block: 203.0.113.7/32")
+    assert re.search(r"time left\s+(59m \d+s|1h)", again.stdout)
+    assert BLOCK_ID.findall(created.stdout)[0] == BLOCK_ID.findall(again.stdout)[0]
+
+
+def test_json_output_is_the_api_body(api: str) -> None:
+    block = run("block", "198.51.100.0/28", "--direction", "both", "--output", "json", url=api)
+    body = json.loads(block.stdout)
+    listed = json.loads(run("list", "-o", "json", url=api).stdout)
+    shown = json.loads(run("show", body["id"], "-o", "json", url=api).stdout)
+
+    assert block.exit_code == 0
+    assert body["ip"] == "198.51.100.0/28" and body["direction"] == "both" and body["state"] == "active"
+    assert {(r["direction"]) for r in body["rules"]} == {"ingress", "egress"}
+    assert listed == {"blocks": [body]}
+    assert shown == body
+
+
+def test_list_shows_each_live_block_with_its_nacl_rule_numbers(api: str, stack: Stack) -> None:
+    run("block", "203.0.113.7", "--reason", "port scan", url=api)
+    run("block", "2001:db8::7", url=api)
+
+    listed = run("list", url=api)
+
+    assert listed.exit_code == 0, listed.stderr
+    assert "2 live blocks" in listed.stdout
+    assert "203.0.113.7/32" in listed.stdout and "2001:db8::7/128" in listed.stdout and "port scan" in listed.stdout
+    for nacl_id in stack.nacl_ids:
+        numbers = ",".join(str(number) for number, _, cidr in stack.managed(nacl_id) if cidr == "203.0.113.7/32")
+        assert f"{nacl_id}:{numbers}" in listed.stdout
+
+
+def test_show_of_an_unknown_block_is_refused_with_the_api_message(api: str) -> None:
+    shown = run("show", "0" * 32, url=api)
+
+    assert shown.exit_code == 1
+    assert shown.stderr.strip() == f"error: no block with id {'0' * 32} (HTTP 404 not_found)"
+
+
+def test_unblock_by_id_removes_the_nacl_entries(api: str, stack: Stack) -> None:
+    block_id = json.loads(run("block", "203.0.113.9", "-o", "json", url=api).stdout)["id"]
+
+    unblocked = run("unblock", block_id, url=api)
+
+    assert unblocked.exit_code == 0, unblocked.stderr
+    assert unblocked.stdout.startswith("unblocked: 203.0.113.9/32")
+    assert all(stack.managed(nacl_id) == [] for nacl_id in stack.nacl_ids)
+    assert "no live blocks" in run("list", url=api).stdout
+
+
+@pytest.mark.parametrize("given", ["2001:db8::7", "2001:0db8:0:0::7/128"])
+def test_unblock_by_address_finds_the_live_block_of_its_normalised_form(api: str, stack: Stack, given: str) -> None:
+    run("block", "203.0.113.7", url=api)
+    run("block", "2001:db8::7", url=api)
+
+    unblocked = run("unblock", given, "-o", "json", url=api)
+
+    assert unblocked.exit_code == 0, unblocked.stderr
+    assert json.loads(unblocked.stdout)["ip"] == "2001:db8::7/128"
+    assert json.loads(unblocked.stdout)["state"] == "unblocked"
+    for nacl_id in stack.nacl_ids:
+        assert [cidr for _, _, cidr in stack.managed(nacl_id)] == ["203.0.113.7/32"]
+
+
+def test_unblock_of_an_address_without_a_live_block_is_an_error(api: str) -> None:
+    unblocked = run("unblock", "203.0.113.50", url=api)
+
+    assert unblocked.exit_code == 1
+    assert unblocked.stderr.strip() == "error: no live block of 203.0.113.50/32"
+
+
+def test_the_api_refusal_is_shown_with_its_status_and_code(api: str, stack: Stack) -> None:
+    refused = run("block", "10.0.0.8", url=api)
+
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: 10.0.0.8/32 overlaps 10.0.0.0/8 (private network)")
+    assert refused.stderr.rstrip().endswith("(HTTP 422 not_blockable)")
+    assert all(stack.managed(nacl_id) == [] for nacl_id in stack.nacl_ids)
+
+
+def test_a_wrong_token_exits_1_and_says_so(api: str, stack: Stack) -> None:
+    refused = run("block", "203.0.113.7", url=api, token="wrong-token")
+
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == "error: missing or invalid bearer token (HTTP 401 unauthorized)"
+    assert refused.stdout == ""
+    assert all(stack.managed(nacl_id) == [] for nacl_id in stack.nacl_ids)
+
+
+def test_the_local_state_file_gives_url_and_token_and_verbose_never_shows_the_token(
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "local.json"
+    state.write_text(
+        json.dumps({"url": api, "token": TOKEN, "aws_endpoint": "http://127.0.0.1:1", "region": "us-east-1"})
+    )
+    monkeypatch.setenv("AUTOBLOCK_LOCAL_STATE", str(state))
+
+    listed = run("--verbose", "list", "-o", "json")
+
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"blocks": []}
+    assert f"API {api} from local stack ({state})" in listed.stderr
+    assert f"GET {api}/blocks" in listed.stderr
+
+
+def test_environment_variables_beat_the_local_state_file(
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "local.json"
+    state.write_text(json.dumps({"url": f"http://127.0.0.1:{free_port()}", "token": "not-this-one"}))
+    monkeypatch.setenv("AUTOBLOCK_LOCAL_STATE", str(state))
+    monkeypatch.setenv("AUTOBLOCK_URL", api)
+    monkeypatch.setenv("AUTOBLOCK_TOKEN", TOKEN)
+
+    listed = run("list")
+
+    assert listed.exit_code == 0, listed.stderr
+    assert "no live blocks" in listed.stdout
+
+
+# -- without the API ----------------------------------------------------------------------------
+
+
+def test_no_local_stack_and_no_url_says_how_to_start_one() -> None:
+    listed = run("list")
+
+    assert listed.exit_code == 3
+    assert listed.stderr.strip() == (
+        "error: no local stack is running: start one with `make local`, or pass --url and --token"
+    )
+
+
+def test_an_unreachable_api_exits_3() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    listed = run("list", url=url)
+
+    assert listed.exit_code == 3
+    assert listed.stderr.strip() == f"error: cannot reach {url}: connection refused"
+
+
+@pytest.mark.parametrize("url", ["http://api.example.com", "http://203.0.113.1:3000/v1"])
+def test_a_plain_http_url_off_this_machine_is_refused_before_any_request(url: str) -> None:
+    listed = run("list", url=url)
+
+    assert listed.exit_code == 2
+    host = url.split("//")[1].split(":")[0].split("/")[0]
+    assert listed.stderr.strip() == (
+        f"error: refusing http://{host}: the token would travel in clear text; "
+        "use https (plain http is accepted for 127.0.0.1, localhost and ::1 only)"
+    )
+
+
+@pytest.mark.parametrize("duration", ["5x", "0", "-5m", "11000d", ""])
+def test_a_bad_duration_is_a_usage_error_and_sends_nothing(duration: str) -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({}, seen) as url:
+        refused = run("block", "203.0.113.7", "--for", duration, url=url)
+
+    assert refused.exit_code == 2
+    assert "Invalid value for '--for'" in refused.stderr
+    assert seen == []
+
+
+def test_a_url_without_a_token_is_refused() -> None:
+    listed = run("list", url="https://api.example.com", token=None)
+
+    assert listed.exit_code == 2
+    assert listed.stderr.strip() == "error: a URL without a token: pass --token or set AUTOBLOCK_TOKEN"
+
+
+# -- canned answers (routes built on another branch, shaped as CONTRACT.md says) ----------------
+
+STATUS = {
+    "rule_number_start": 10,
+    "rule_limit": 10,
+    "when_full": "reject",
+    "dry_run": False,
+    "active_blocks": 3,
+    "slots": [
+        {"nacl_id": "acl-0a1", "direction": "egress", "used": 0, "foreign": 0, "free": 10, "limit": 10},
+        {"nacl_id": "acl-0a1", "direction": "ingress", "used": 2, "foreign": 1, "free": 7, "limit": 10},
+    ],
+}
+BLOCK = "5f1b4e079c3a4a8eb1d26c0e8f3a7d21"
+EVENTS_OF_BLOCK = [
+    {
+        "at": "2026-11-28T15:00:00Z",
+        "block_id": BLOCK,
+        "ip": "203.0.113.7/32",
+        "event": "requested",
+        "source": "elastalert:ssh-brute-force",
+        "reason": "ssh brute force",
+        "duration": 3600,
+        "expires_at": "2026-11-28T16:00:00Z",
+    },
+    {
+        "at": "2026-11-28T15:00:01Z",
+        "block_id": BLOCK,
+        "ip": "203.0.113.7/32",
+        "event": "applied",
+        "source": "elastalert:ssh-brute-force",
+        "reason": "acl-0a1 ingress #10",
+        "duration": None,
+        "expires_at": None,
+    },
+]
+
+
+def test_status_shows_each_nacl_and_direction_with_its_use() -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({"GET /status": (200, STATUS)}, seen) as url:
+        table = run("status", url=url)
+        as_json = run("status", "-o", "json", url=url)
+
+    assert table.exit_code == 0, table.stderr
+    assert "active blocks: 3   rule numbers: 10-19   when full: reject   dry run: no" in table.stdout
+    assert re.search(r"acl-0a1\s.*ingress\s.*\b2\s.*\b1\s.*\b7\s.*\b10\s.*██████░+ 30%", table.stdout)
+    assert re.search(r"acl-0a1\s.*egress\s.*\b0\s.*\b0\s.*\b10\s.*\b10\s.*░{20} 0%", table.stdout)
+    assert json.loads(as_json.stdout) == STATUS
+    assert seen[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_history_of_an_address_asks_for_its_events_and_lists_them() -> None:
+    seen: list[dict[str, Any]] = []
+    answer = {"ip": "203.0.113.7/32", "events": EVENTS_OF_BLOCK}
+    with serve_canned({"GET /history?ip=203.0.113.7": (200, answer)}, seen) as url:
+        table = run("history", "203.0.113.7", url=url)
+        as_json = run("history", "203.0.113.7", "-o", "json", url=url)
+
+    assert table.exit_code == 0, table.stderr
+    assert "history of 203.0.113.7/32" in table.stdout
+    lines = [line for line in table.stdout.splitlines() if BLOCK in line]
+    assert "requested" in lines[0] and "1h" in lines[0] and "elastalert:ssh-brute-force" in lines[0]
+    assert "applied" in lines[1] and "acl-0a1 ingress #10" in lines[1]
+    assert json.loads(as_json.stdout) == answer
+
+
+def test_history_of_a_block_id_asks_for_that_block() -> None:
+    seen: list[dict[str, Any]] = []
+    answer = {"block_id": BLOCK, "ip": "203.0.113.7/32", "events": EVENTS_OF_BLOCK}
+    with serve_canned({f"GET /blocks/{BLOCK}/history": (200, answer)}, seen) as url:
+        table = run("history", BLOCK, url=url)
+        unknown = run("history", "0" * 32, url=url)
+
+    assert table.exit_code == 0, table.stderr
+    assert f"history of block {BLOCK} (203.0.113.7/32)" in table.stdout
+    assert unknown.exit_code == 1
+    assert unknown.stderr.strip() == "error: no such route (HTTP 404 not_found)"
+
+
+def test_block_sends_only_the_fields_given_and_dry_run_and_source_when_asked() -> None:
+    seen: list[dict[str, Any]] = []
+    view = {
+        "id": BLOCK,
+        "ip": "203.0.113.7/32",
+        "direction": "ingress",
+        "state": "active",
+        "reason": "",
+        "source": "elastalert:ssh-brute-force",
+        "created_at": "2026-11-28T15:00:00Z",
+        "expires_at": "2026-11-28T16:00:00Z",
+        "rules": [],
+        "dry_run": True,
+    }
+    with serve_canned({"POST /blocks": (202, view)}, seen) as url:
+        plain = run("block", "203.0.113.7", url=url)
+        marked = run(
+            "block", "203.0.113.7", "--dry-run", "--source", "elastalert:ssh-brute-force", "--for", "1h30m", url=url
+        )
+
+    assert plain.exit_code == 0 and marked.exit_code == 0
+    assert json.loads(seen[0]["body"]) == {"ip": "203.0.113.7"}
+    assert json.loads(seen[1]["body"]) == {
+        "ip": "203.0.113.7",
+        "duration": 5400,
+        "dry_run": True,
+        "source": "elastalert:ssh-brute-force",
+    }
+    assert re.search(r"dry run\s+yes", marked.stdout)
+
+
+# -- send-event to the local stack's emulated AWS endpoint --------------------------------------
+
+
+@pytest.fixture
+def local_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto server as the local stack's aws_endpoint, named in a state file."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    state = tmp_path / "local.json"
+    state.write_text(
+        json.dumps({"url": "http://127.0.0.1:1", "token": TOKEN, "aws_endpoint": endpoint, "region": "us-east-1"})
+    )
+    monkeypatch.setenv("AUTOBLOCK_LOCAL_STATE", str(state))
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def test_send_event_puts_the_finding_on_the_local_event_bus(local_aws: str) -> None:
+    import boto3
+
+    events = boto3.client(
+        "events",
+        endpoint_url=local_aws,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=local_aws,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    queue_url = sqs.create_queue(QueueName="capture")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="findings", EventPattern=json.dumps({"source": ["aws.guardduty"]}), State="ENABLED")
+    events.put_targets(Rule="findings", Targets=[{"Id": "capture", "Arn": queue_arn}])
+
+    sent = run("send-event", str(EVENTS / "guardduty_ssh_bruteforce.json"))
+
+    assert sent.exit_code == 0, sent.stderr
+    assert re.fullmatch(r"sent: event id [0-9a-f-]{36}\n", sent.stdout)
+    delivered = wait_until(lambda: sqs.receive_message(QueueUrl=queue_url).get("Messages"), 10, "the event on the bus")
+    original = json.loads((EVENTS / "guardduty_ssh_bruteforce.json").read_text())
+    got = json.loads(delivered[0]["Body"])
+    assert (got["source"], got["detail-type"], got["detail"]) == (
+        original["source"],
+        original["detail-type"],
+        original["detail"],
+    )
+
+
+def test_send_event_reports_a_refused_entry_and_exits_1(local_aws: str, tmp_path: Path) -> None:
+    bad = tmp_path / "event.json"
+    bad.write_text(json.dumps({"source": "", "detail-type": "GuardDuty Finding", "detail": {}}))
+
+    sent = run("send-event", str(bad), "-o", "json")
+
+    assert sent.exit_code == 1
+    assert json.loads(sent.stdout)["FailedEntryCount"] == 1
+    assert sent.stderr.startswith("error: the event was not accepted: InvalidArgument:")
+
+
+def test_send_event_without_a_local_stack_says_how_to_start_one() -> None:
+    sent = run("send-event", str(EVENTS / "guardduty_ssh_bruteforce.json"))
+
+    assert sent.exit_code == 3
+    assert "no local stack is running" in sent.stderr
+
+
+def test_stack_finds_the_url_and_token_in_the_stack_outputs_and_its_secret(api: str, stack: Stack) -> None:
+    # Given a deployed stack (on moto) whose outputs name the API and the token's secret
+    import boto3
+
+    secret_arn = boto3.client("secretsmanager", region_name="us-east-1").describe_secret(SecretId="autoblock-token")[
+        "ARN"
+    ]
+    template = {
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"ApiUrl": {"Value": f"{api}/"}, "TokenSecretArn": {"Value": secret_arn}},
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="autoblock-prod", TemplateBody=json.dumps(template)
+    )
+
+    # When
+    listed = run("--stack", "autoblock-prod", "--region", "us-east-1", "--verbose", "list", "-o", "json")
+    missing = run("--stack", "no-such-stack", "--region", "us-east-1", "list")
+
+    # Then
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"blocks": []}
+    assert f"API {api}/ from stack autoblock-prod" in listed.stderr
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith("error: stack no-such-stack: ValidationError:")
+
+
+def test_a_validation_error_names_each_field() -> None:
+    detail = {"statusCode": 422, "detail": [{"loc": ["body", "dry_run"], "msg": "Extra inputs are not permitted"}]}
+    with serve_canned({"POST /blocks": (422, detail)}, []) as url:
+        refused = run("block", "203.0.113.7", "--dry-run", url=url)
+
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == "error: dry_run: Extra inputs are not permitted (HTTP 422 invalid_request)"
+
+
+def test_a_redirect_is_not_followed_with_the_token() -> None:
+    elsewhere: list[dict[str, Any]] = []
+    with serve_canned({}, elsewhere) as other, serve_canned({"GET /blocks": (302, {}, {"Location": other})}, []) as url:
+        listed = run("list", url=url)
+
+    assert listed.exit_code == 1
+    assert (
+        listed.stderr.strip()
+        == "error: the API redirects elsewhere; not followed, so the token stays here (HTTP 302 redirect)"
+    )
+    assert elsewhere == []
