@@ -1,87 +1,30 @@
-"""The API handler served over HTTP on 127.0.0.1, for tests that run the CLI against it.
-
-Each HTTP request becomes an API Gateway REST proxy event (the shape of events/api_*.json) for the
-real handler on the emulated stack; its statusCode, headers and body become the HTTP answer. Test-only:
-one request at a time, on its own copy of the API module (Powertools' resolver is not thread-safe).
-"""
+"""HTTP on 127.0.0.1 for tests that run the CLI: the real API (the local stack's API Gateway in
+front of the real handler on the emulated stack), or canned answers for what a test must control."""
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from autoblock_local.emulator import FakeLambdaContext
-from tests.integration.api import event, isolated_api
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def proxy_event(method: str, target: str, headers: dict[str, str], body: str | None) -> dict[str, Any]:
-    """The API Gateway REST proxy event for one HTTP request."""
-    request = copy.deepcopy(event("api_create_block.json"))
-    parts = urlsplit(target)
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) >= 2 and segments[0] == "blocks":
-        resource = "/blocks/{block_id}" + "".join(f"/{s}" for s in segments[2:])
-        path_parameters: dict[str, str] | None = {"block_id": segments[1]}
-    else:
-        resource, path_parameters = parts.path, None
-    query = dict(parse_qsl(parts.query, keep_blank_values=True)) or None
-    request_id = str(uuid.uuid4())
-    request.update(
-        httpMethod=method,
-        path=parts.path,
-        resource=resource,
-        pathParameters=path_parameters,
-        headers=headers,
-        multiValueHeaders={k: [v] for k, v in headers.items()},
-        queryStringParameters=query,
-        multiValueQueryStringParameters={k: [v] for k, v in query.items()} if query else None,
-        body=body,
-    )
-    request["requestContext"].update(
-        httpMethod=method, resourcePath=resource, path=f"/v1{parts.path}", requestId=request_id
-    )
-    return request
-
-
-class _Forward(BaseHTTPRequestHandler):
-    handler: Handler
-
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else None
-        answer = self.handler(
-            proxy_event(self.command, self.path, dict(self.headers.items()), body), FakeLambdaContext()
-        )
-        self.send_response(answer["statusCode"])
-        for name, value in (answer.get("headers") or {}).items():
-            self.send_header(name, value)
-        text = (answer.get("body") or "").encode()
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
-
-    do_GET = do_POST = do_DELETE = _forward
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        return
+from autoblock_local import apigw
+from autoblock_local.emulator import load_template
 
 
 @contextmanager
 def serve() -> Iterator[str]:
-    """The real API handler on http://127.0.0.1:<free port>; yields the base URL."""
-    api = isolated_api()
-    forward = type("Forward", (_Forward,), {"handler": staticmethod(api.lambda_handler)})
-    with _running(forward) as url:
-        yield url
+    """The real API handler on http://127.0.0.1:<free port>, as the local stack serves it (the
+    template's routes, API Gateway's proxy events); yields the base URL."""
+    server, thread = apigw.serve(apigw.routes(load_template()), "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @contextmanager
