@@ -79,7 +79,8 @@ def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
         return
     table = Table(title=f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''}")
     for column in ("id", "address", "direction", "state", "NACL:rules", "reason", "source", "expires", "left"):
-        table.add_column(column, overflow="fold")
+        # An address cut in two is misread; the id is what people copy.
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "address", "left"))
     for block in blocks:
         state = block.get("state", "")
         table.add_row(

@@ -1,0 +1,79 @@
+"""The `autoblock` command, as a user runs it, against the running local stack (found through its state file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import ROOT, LocalStack, wait_for
+
+
+def autoblock(local: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    executable = Path(sys.executable).parent / "autoblock"  # beside the environment's python
+    assert executable.exists(), "the autoblock command is installed by the set-up"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AUTOBLOCK_"))}
+    env["AUTOBLOCK_LOCAL_STATE"] = str(local.state_path)
+    return subprocess.run(  # noqa: S603 - our own command
+        [str(executable), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def as_json(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_block_list_show_unblock_with_the_cli(local: LocalStack) -> None:
+    # When: a block for 30 minutes, as a person types it
+    created = as_json(autoblock(local, "block", "203.0.113.221", "--for", "30m", "--reason", "cli e2e", "-o", "json"))
+
+    # Then: applied in the NACLs, listed, shown; a table for people names it too
+    assert created["state"] == "active"
+    assert {
+        (n, r, False, "203.0.113.221/32") for n, r in ((x["nacl_id"], x["rule_number"]) for x in created["rules"])
+    } <= (local.denied())
+    listed = as_json(autoblock(local, "list", "-o", "json"))
+    assert created["id"] in [b["id"] for b in listed["blocks"]]
+    shown = as_json(autoblock(local, "show", created["id"], "-o", "json"))
+    assert (shown["ip"], shown["reason"]) == ("203.0.113.221/32", "cli e2e")
+    table = autoblock(local, "list")
+    assert table.returncode == 0 and "203.0.113.221/32" in table.stdout
+
+    # When: unblocked by address
+    ended = as_json(autoblock(local, "unblock", "203.0.113.221", "-o", "json"))
+
+    # Then: gone from the NACLs
+    assert ended["state"] == "unblocked"
+    assert not [d for d in local.denied() if d[3] == "203.0.113.221/32"]
+
+
+def test_the_cli_s_errors_are_readable_and_exit_non_zero(local: LocalStack) -> None:
+    refused = autoblock(local, "block", "10.1.2.3", "--for", "1h")
+    assert refused.returncode == 1
+    assert "HTTP 422 not_blockable" in refused.stderr
+
+    unknown = autoblock(local, "show", "0" * 32)
+    assert unknown.returncode == 1
+    assert "HTTP 404 not_found" in unknown.stderr
+
+    bad_duration = autoblock(local, "block", "203.0.113.222", "--for", "5 fortnights")
+    assert bad_duration.returncode == 2
+
+    for done in (refused, unknown, bad_duration):
+        assert local.token not in done.stdout + done.stderr
+
+
+def test_send_event_replays_a_guardduty_finding_through_the_template_s_rule(local: LocalStack) -> None:
+    done = autoblock(local, "send-event", "events/guardduty_port_probe_unprotected_port.json")
+
+    assert done.returncode == 0, done.stderr
+    finding = json.loads((ROOT / "events" / "guardduty_port_probe_unprotected_port.json").read_text())
+    probers = {
+        f"{d['remoteIpDetails']['ipAddressV4']}/32"
+        for d in finding["detail"]["service"]["action"]["portProbeAction"]["portProbeDetails"]
+    }
+    wait_for(lambda: probers <= {d[3] for d in local.denied()}, 30, "the probers' blocks")
