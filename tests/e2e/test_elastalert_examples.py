@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SECRETS
+from tests.e2e.conftest import LocalStack, wait_for
 from tests.e2e.elastalert import EXAMPLES_RUN, Example, check_block_request, run_test_rule
 
 pytestmark = pytest.mark.e2e
@@ -112,3 +113,21 @@ def test_a_refused_post_fails_the_run(api: StandIn, tmp_path: Path) -> None:
     assert len(api.requests) == 1
     assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-2000:])
     assert "401 Client Error" in done.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES_RUN, ids=lambda e: e.rule.stem)
+def test_each_example_blocks_its_attacker_in_the_local_stack_s_nacls(
+    local: LocalStack, example: Example, tmp_path: Path
+) -> None:
+    # When: elastalert-test-rule runs the rule over its sample documents, alerting to the local stack
+    done = run_test_rule(example.rule, example.data, local.url, local.token, tmp_path)
+
+    # Then: the attacker is denied in every NACL, the addresses below the threshold are not
+    assert done.returncode == 0, done.stdout[-2000:]
+    wanted = f"{example.attacker}/32"
+    denied = wait_for(lambda: [d for d in local.denied() if d[3] == wanted], 30, "the attacker's entries")
+    assert sorted(n for n, _, egress, _ in denied if not egress) == local.nacl_ids()
+    assert not {f"{spared}/32" for spared in example.spared} & {d[3] for d in local.denied()}
+    _, _, listed = local.request("GET", "/blocks")
+    (block,) = [b for b in listed["blocks"] if b["ip"] == wanted]
+    assert block["source"] == f"elastalert:{example.rule.stem.replace('_', '-')}"

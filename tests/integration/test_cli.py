@@ -19,7 +19,6 @@ from typing import Any, TextIO, cast
 import pytest
 from typer.testing import CliRunner, Result
 
-from autoblock.handlers import wiring
 from autoblock_cli.main import app
 from tests.integration.conftest import EVENTS, TOKEN, Stack, wait_until
 from tests.integration.http_api import serve, serve_canned
@@ -37,11 +36,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def api(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # POST /blocks answers as soon as the block is applied; on a loaded machine that can take longer than
-    # the suite's 5 s, and these tests check what a user sees of an applied block (the CLI waits 30 s).
-    monkeypatch.setenv("API_WAIT_SECONDS", "20")
-    wiring.reset()
+def api(stack: Stack) -> Iterator[str]:
     with serve() as url:
         yield url
 
