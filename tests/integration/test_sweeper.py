@@ -134,6 +134,11 @@ def test_an_entry_deleted_by_hand_is_put_back(swept: Stack) -> None:
     assert swept.managed(nacl) == [(10, False, "203.0.113.33/32")]
     assert swept.block(created["id"])["state"] == "active"
     agree(swept)
+    # The block's history says what the sweeper did
+    (repaired,) = [
+        e for e in wiring.lifecycle().history(wiring.lifecycle().get(created["id"])) if e.source == "sweeper"
+    ]
+    assert (repaired.event, repaired.reason) == ("repaired", f"reapplied ({nacl} ingress rule 10)")
 
 
 def test_a_foreign_rule_at_a_block_s_number_moves_the_block(swept: Stack) -> None:
@@ -198,7 +203,7 @@ def test_a_release_that_died_half_way_is_finished(swept: Stack) -> None:
     created = block("203.0.113.38")
     # The releaser died right after it moved the block to releasing
     wiring.lifecycle().table.transition(
-        created["id"], frozenset({"active"}), "releasing", 0, ending=("unblocked", "unblocked by test")
+        created["id"], frozenset({"active"}), "releasing", 0, ending=("unblocked", "unblocked by test", None)
     )
 
     assert sweep()["repairs"] == {"release_resumed": 1}
