@@ -205,7 +205,7 @@ def block_history(block_id: BlockId) -> BlockHistory:
 
 @app.get("/history", summary="An address's events, oldest first", security=SECURITY)
 def address_history(
-    ip: Annotated[str, Query(description="An address or CIDR, as POST /blocks takes it", max_length=64)],
+    ip: Annotated[str, Query(description="An address or CIDR, as POST /blocks takes it (required)")],
 ) -> AddressHistory:
     try:
         cidr = parse_network(ip).compressed
