@@ -56,7 +56,8 @@ def test_a_block_s_life_is_recorded_and_served_by_both_history_routes(stack: Sta
     requested, applied, unblocked = mine["events"]
     assert (requested["source"], requested["reason"], requested["duration"]) == (SOURCE, "ssh brute force", 5)
     assert requested["expires_at"] == created["expires_at"]
-    assert applied["source"] == SOURCE
+    assert (applied["source"], applied["duration"]) == (SOURCE, None)  # null where it does not apply
+    assert set(applied) == {"at", "block_id", "ip", "event", "source", "reason", "duration", "expires_at"}
     assert applied["reason"] == "denied in " + ", ".join(f"{n} ingress rule 10" for n in sorted(stack.nacl_ids))
     assert unblocked["source"].startswith("api:") and unblocked["reason"] == f"unblocked by {unblocked['source']}"
     assert all(e["at"].endswith("Z") and e["block_id"] == created["id"] for e in mine["events"])
