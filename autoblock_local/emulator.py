@@ -9,11 +9,15 @@ moto internals are touched here and nowhere else:
 * moto's DynamoDB and EC2 do not apply a conditional write atomically against other threads;
   DynamoDB and EC2 do. Their request handling is serialized so concurrency tests show our races,
   not moto's.
+* moto's TransactWriteItems backs up the whole table once per item of the transaction (a deep copy
+  each); it backs it up once per transaction here, which is all its rollback needs. Otherwise a
+  transaction's cost grows with the table times its items, which no DynamoDB does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import json
@@ -26,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -35,6 +40,9 @@ from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.network_acls import NetworkAclBackend
@@ -178,6 +186,25 @@ def _create_entry_with_quota(
 _ORIGINAL_CREATE_ENTRY = NetworkAclBackend.create_network_acl_entry
 
 
+_ORIGINAL_TRANSACT = DynamoDBBackend.transact_write_items
+
+
+def _transact_one_backup(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """moto's TransactWriteItems with one backup copy per table (requests are serialized: see
+    ``emulated_aws``, so nothing else runs in moto's DynamoDB meanwhile)."""
+    backups: dict[int, Any] = {}
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Table):
+            if id(value) not in backups:
+                backups[id(value)] = copy.deepcopy(value)
+            return backups[id(value)]
+        return copy.deepcopy(value, memo)
+
+    with mock.patch.object(dynamodb_models, "copy", SimpleNamespace(deepcopy=deepcopy)):
+        _ORIGINAL_TRANSACT(self, transact_items)
+
+
 def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
     def call_action(self: Any) -> Any:
         with lock:
@@ -192,6 +219,7 @@ def emulated_aws() -> Iterator[None]:
     with (
         mock.patch.object(LambdaSimpleBackend, "invoke", _run_handler),
         mock.patch.object(DynamoHandler, "call_action", _serialized(DynamoHandler.call_action, threading.Lock())),
+        mock.patch.object(DynamoDBBackend, "transact_write_items", _transact_one_backup),
         mock.patch.object(EC2Response, "call_action", _serialized(EC2Response.call_action, threading.Lock())),
         mock.patch.object(NetworkAclBackend, "create_network_acl_entry", _create_entry_with_quota),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),

@@ -35,6 +35,13 @@ class InvalidDuration(AutoblockError):
     code = "invalid_duration"
 
 
+class InvalidQuery(AutoblockError):
+    """A query parameter is not what the route accepts (GET /history?ip= with a malformed address)."""
+
+    http_status = 422
+    code = "invalid_address"
+
+
 class PolicyViolation(AutoblockError):
     """A well-formed address that autoblock must never block (never-block range, allowlist, prefix)."""
 

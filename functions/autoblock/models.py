@@ -6,7 +6,7 @@ import os
 from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from autoblock.logic import clock
 from autoblock.logic.addresses import Policy, parse_allowlist
@@ -15,10 +15,30 @@ from autoblock.logic.slots import RuleRange, split_slot_key
 BLOCK_ID_PATTERN = r"^[0-9a-f]{32}$"
 Direction = Literal["ingress", "egress", "both"]
 WhenFull = Literal["reject", "evict-soonest-expiring"]
-BlockState = Literal["pending", "active", "releasing", "expired", "unblocked", "evicted", "rejected", "failed"]
+BlockState = Literal[
+    "pending", "active", "releasing", "expired", "unblocked", "evicted", "rejected", "failed", "dry-run"
+]
 LIVE_STATES: frozenset[str] = frozenset({"pending", "active", "releasing"})
 # Printable text only: no control characters (log and header injection), bounded length.
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# A label naming the detector that asked for a block (recorded as the block's and its events' source).
+SourceLabel = Annotated[
+    StrictStr,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/@+-]{0,79}$", examples=["elastalert:ssh-brute-force"]),
+]
+EventKind = Literal[
+    "requested",
+    "applied",
+    "extended",
+    "escalated",
+    "unblocked",
+    "expired",
+    "evicted",
+    "repaired",
+    "rejected",
+    "failed",
+    "dry-run",
+]
 
 
 class Settings(BaseModel):
@@ -44,6 +64,10 @@ class Settings(BaseModel):
     guardduty_duration_low: int = Field(default=3600, gt=0)
     guardduty_duration_medium: int = Field(default=21600, gt=0)
     guardduty_duration_high: int = Field(default=86400, gt=0)
+    dry_run: bool = False
+    history_retention_days: int = Field(default=90, ge=1)
+    escalation_window_days: int = Field(default=30, ge=0)
+    escalation_factor: float = Field(default=2, ge=1)
 
     @field_validator("nacl_ids", "allowlist_cidrs", mode="before")
     @classmethod
@@ -55,6 +79,10 @@ class Settings(BaseModel):
     @property
     def rule_range(self) -> RuleRange:
         return RuleRange(self.rule_number_start, self.rule_limit)
+
+    @property
+    def history_ttl_seconds(self) -> int:
+        return self.history_retention_days * 86400
 
     @property
     def policy(self) -> Policy:
@@ -83,6 +111,12 @@ class BlockRequest(BaseModel):
     duration: StrictInt | None = Field(default=None, description="Seconds; DefaultDurationSeconds when left out")
     reason: Reason | None = None
     direction: Direction = "ingress"
+    dry_run: StrictBool = Field(
+        default=False, description="Record what would happen, write no NACL entry (forced on by DryRun=true)"
+    )
+    source: SourceLabel | None = Field(
+        default=None, description='The detector asking, e.g. "elastalert:ssh-brute-force"; else "api:<request id>"'
+    )
 
 
 class Block(BaseModel):
@@ -99,9 +133,11 @@ class Block(BaseModel):
     created_at: int
     expires_at: int
     rules: dict[str, int] = Field(default_factory=dict)
+    dry_run: bool = False
     state_since: int = 0  # when the block entered its current state (the sweeper's grace periods)
     ending_state: str | None = None  # while releasing: the state it ends in, so anyone can finish it
     ending_reason: str | None = None
+    ending_source: str | None = None  # who ended it (an unblock's request), else the block's source
     ended_at: int | None = None
     end_reason: str | None = None
 
@@ -128,6 +164,7 @@ class BlockView(BaseModel):
     created_at: str
     expires_at: str
     rules: list[RuleView]
+    dry_run: bool
     ended_at: str | None = None
     end_reason: str | None = None
 
@@ -147,6 +184,7 @@ class BlockView(BaseModel):
             created_at=clock.iso_z(block.created_at),
             expires_at=clock.iso_z(block.expires_at),
             rules=rules,
+            dry_run=block.dry_run,
             ended_at=clock.iso_z(block.ended_at) if block.ended_at is not None else None,
             end_reason=block.end_reason,
         )
@@ -154,6 +192,73 @@ class BlockView(BaseModel):
 
 class BlockList(BaseModel):
     blocks: list[BlockView]
+
+
+class HistoryEvent(BaseModel):
+    """One event of a block's life as stored (``dal.table``: its own item, kept HistoryRetentionDays).
+    ``block_id`` is empty for a request refused before it got a block."""
+
+    at: float  # epoch seconds; the item's sort key keeps milliseconds
+    block_id: str
+    cidr: str
+    event: EventKind
+    source: str
+    reason: str = ""
+    duration: int | None = None
+    expires_at: int | None = None
+
+
+class EventView(BaseModel):
+    at: str
+    block_id: str
+    ip: str
+    event: EventKind
+    source: str
+    reason: str
+    duration: int | None
+    expires_at: str | None
+
+    @classmethod
+    def of(cls, event: HistoryEvent) -> EventView:
+        return cls(
+            at=clock.iso_z(event.at),
+            block_id=event.block_id,
+            ip=event.cidr,
+            event=event.event,
+            source=event.source,
+            reason=event.reason,
+            duration=event.duration,
+            expires_at=clock.iso_z(event.expires_at) if event.expires_at is not None else None,
+        )
+
+
+class BlockHistory(BaseModel):
+    block_id: str
+    ip: str
+    events: list[EventView]
+
+
+class AddressHistory(BaseModel):
+    ip: str
+    events: list[EventView]
+
+
+class SlotUsage(BaseModel):
+    nacl_id: str
+    direction: Literal["ingress", "egress"]
+    used: int
+    foreign: int
+    free: int
+    limit: int
+
+
+class Status(BaseModel):
+    rule_number_start: int
+    rule_limit: int
+    when_full: WhenFull
+    dry_run: bool
+    active_blocks: int
+    slots: list[SlotUsage]
 
 
 class ErrorBody(BaseModel):

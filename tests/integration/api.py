@@ -41,7 +41,8 @@ def call(
         request["body"] = body if isinstance(body, str) or body is None else json.dumps(body)
     if block_id is not None:
         request["pathParameters"] = {"block_id": block_id}
-        request["path"] = f"/blocks/{block_id}"
+        rest = "/".join(request["path"].split("/")[3:])  # /blocks/<id>/history keeps its tail
+        request["path"] = f"/blocks/{block_id}" + (f"/{rest}" if rest else "")
     if query is not None:
         request["queryStringParameters"] = query
         request["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}

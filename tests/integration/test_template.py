@@ -134,3 +134,27 @@ def test_the_dashboard_shows_metrics_the_code_emits() -> None:
     shown = set(re.findall(r'"(Blocks[A-Za-z]+|Slots[A-Za-z]+|Sweeper[A-Za-z]+|LiveBlocks)"', body))
     assert shown
     assert shown <= _emitted_metric_names()
+
+
+def test_history_dry_run_and_escalation_parameters_reach_every_function() -> None:
+    params = TEMPLATE["Parameters"]
+    assert (params["HistoryRetentionDays"]["Default"], params["HistoryRetentionDays"]["MinValue"]) == (90, 1)
+    assert (params["DryRun"]["Default"], params["DryRun"]["AllowedValues"]) == ("false", ["true", "false"])
+    assert (params["EscalationWindowDays"]["Default"], params["EscalationWindowDays"]["MinValue"]) == (30, 0)
+    assert (params["EscalationFactor"]["Default"], params["EscalationFactor"]["MinValue"]) == (2, 1)
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert {
+        "HISTORY_RETENTION_DAYS": {"Ref": "HistoryRetentionDays"},
+        "DRY_RUN": {"Ref": "DryRun"},
+        "ESCALATION_WINDOW_DAYS": {"Ref": "EscalationWindowDays"},
+        "ESCALATION_FACTOR": {"Ref": "EscalationFactor"},
+    }.items() <= env.items()
+    grouped = {
+        p for g in TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"] for p in g["Parameters"]
+    }
+    assert grouped == set(params)
+    # The table's TTL attribute is what history items and ended blocks carry
+    assert RESOURCES["BlocksTable"]["Properties"]["TimeToLiveSpecification"] == {
+        "AttributeName": "ttl",
+        "Enabled": True,
+    }

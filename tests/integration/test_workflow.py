@@ -38,6 +38,7 @@ def assert_foreign_untouched(stack: Stack) -> None:
 
 
 def assert_nothing_left(stack: Stack) -> None:
+    """No entry, rule number or lock left. Blocks (BLOCK#) and their history (HIST#) stay, on purpose."""
     for nacl_id in stack.nacl_ids:
         assert stack.managed(nacl_id) == []
     assert stack.items("SLOT#") == []
@@ -74,6 +75,13 @@ def test_block_is_applied_in_every_nacl_then_removed_on_time(stack: Stack) -> No
     assert 0 <= item["ended_at"] - item["expires_at"] <= 5
     assert stack.path(execution) == HAPPY_PATH
     assert_nothing_left(stack)
+    events = sorted(stack.items("HIST#"), key=lambda i: str(i["sk"]))
+    assert [(e["event"], e["block_id"]) for e in events] == [
+        ("requested", body["id"]),
+        ("applied", body["id"]),
+        ("expired", body["id"]),
+    ]
+    assert events[-1]["reason"] == "expired" and events[-1]["expires_at"] == item["expires_at"]
 
 
 def test_a_repeat_extends_the_block_and_never_takes_a_second_slot(stack: Stack) -> None:
@@ -181,6 +189,9 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
         rejected = next(i for i in stack.items("BLOCK#") if i["cidr"] == "203.0.113.3/32")
         assert rejected["state"] == "rejected"
         assert stack.path(stack.execution_arn(rejected["id"]))[-2:] == ["RejectedOrFailed", "Rejected"]
+        events = sorted(stack.items("HIST#203.0.113.3/32"), key=lambda i: str(i["sk"]))
+        assert [e["event"] for e in events] == ["requested", "rejected"]
+        assert events[-1]["reason"] == f"CapacityExceeded: {third['message']}"
     else:
         assert status == 202
         assert third["rules"] == [{"nacl_id": nacl, "direction": "ingress", "rule_number": 10}]
@@ -188,6 +199,8 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
         evicted = stack.block(soon["id"])
         assert evicted["state"] == "evicted"
         assert evicted["end_reason"].startswith(f"evicted early for block {third['id']} (203.0.113.3/32)")
+        (event,) = [e for e in stack.items("HIST#203.0.113.1/32") if e["event"] == "evicted"]
+        assert (event["reason"], event["source"]) == (evicted["end_reason"], third["source"])
         # The evicted block's own execution wakes at its old expiry, finds it released, ends cleanly.
         assert stack.finished(stack.execution_arn(soon["id"]))["status"] == "SUCCEEDED"
         assert stack.managed(nacl) == [(10, False, "203.0.113.3/32"), (11, False, "203.0.113.2/32")]

@@ -58,6 +58,7 @@ def _block(block_id: str, state: str = "active", rules: list[tuple[str, str, int
         direction="ingress",
         state=state,
         reason="",
+        dry_run=False,
         source="api:x",
         created_at="2026-11-28T15:00:00Z",
         expires_at="2026-11-28T16:00:00Z",

@@ -11,11 +11,18 @@ Item layout (one table, ``pk``/``sk``):
 * ``SLOT#<nacl>|<direction>`` / ``<rule number:05d>``: a rule number held by a block. Created with a
   condition that it does not exist, in the same transaction that records it on a pending block:
   two blocks can never hold one number, and a block that stopped being pending can take none.
+* ``HIST#<cidr>`` / ``<epoch ms:013d>#<block id>#<n><random>``: one event of a block's life
+  (requested, applied, …). Written in the transaction of the transition it records, so a
+  transition is never without its event nor an event without its transition; carries ``ttl``
+  (HistoryRetentionDays) and never ``gsi1pk``: the sweeper, which reads the ``live`` index and the
+  slot partitions, never reads history. An address's history is one Query, oldest first; a block's
+  is the same Query from its creation on, filtered on its id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, cast
@@ -26,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from autoblock.dal.aws import dynamodb_table, error_code, is_transient, transient
 from autoblock.errors import Unchanged
-from autoblock.models import Block
+from autoblock.models import Block, HistoryEvent
 
 LIVE_INDEX = "live"
 _DESERIALIZER = TypeDeserializer()
@@ -44,6 +51,14 @@ def _lock_key(cidr: str) -> dict[str, str]:
 
 def _slot_key(key: str, number: int) -> dict[str, str]:
     return {"pk": f"SLOT#{key}", "sk": f"{number:05d}"}
+
+
+def _history_pk(cidr: str) -> str:
+    return f"HIST#{cidr}"
+
+
+def _ms(epoch: float) -> str:
+    return f"{int(epoch * 1000):013d}"
 
 
 def _plain(value: Any) -> Any:
@@ -87,6 +102,42 @@ class BlockTable:
     def client(self) -> Any:
         return self.table.meta.client
 
+    # -- history --------------------------------------------------------------------------------
+
+    def _history_put(self, event: HistoryEvent, n: int) -> dict[str, Any]:
+        """A transaction item writing ``event`` (``n`` orders the events of one transaction)."""
+        item = {
+            "pk": _history_pk(event.cidr),
+            "sk": f"{_ms(event.at)}#{event.block_id}#{n}{secrets.token_hex(3)}",
+            **event.model_dump(exclude_none=True),
+            "at": int(event.at),
+            "ttl": int(event.at) + self.history_ttl_seconds,
+        }
+        return {"Put": {"TableName": self.name, "Item": item}}
+
+    def add_history(self, *events: HistoryEvent) -> None:
+        """Write events that belong to no transition of this table (sweeper repairs, refusals)."""
+        if events:
+            with _aws("TransactWriteItems history"):
+                self.client.transact_write_items(TransactItems=[self._history_put(e, n) for n, e in enumerate(events)])
+
+    def history(self, cidr: str, since: float | None = None, block_id: str | None = None) -> list[HistoryEvent]:
+        """The events of an address (from ``since`` on, of one block only if given), oldest first."""
+        condition: Any = Key("pk").eq(_history_pk(cidr))
+        if since is not None:
+            condition = condition & Key("sk").gte(_ms(since))
+        kwargs: dict[str, Any] = {"KeyConditionExpression": condition}
+        if block_id is not None:
+            kwargs.update(FilterExpression="block_id = :id", ExpressionAttributeValues={":id": block_id})
+        events: list[HistoryEvent] = []
+        while True:
+            with _aws("Query history"):
+                page = self.table.query(**kwargs)
+            events.extend(HistoryEvent.model_validate(_plain(item)) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return events
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     # -- blocks -------------------------------------------------------------------------------
 
     def get(self, block_id: str) -> Block | None:
@@ -106,8 +157,9 @@ class BlockTable:
                 request = answer.get("UnprocessedKeys") or {}
         return blocks
 
-    def create(self, block: Block) -> bool:
-        """Write a new pending block and its address lock together; False if the address is locked."""
+    def create(self, block: Block, history: Sequence[HistoryEvent] = ()) -> bool:
+        """Write a new pending block, its address lock and its first events together; False if the
+        address is locked."""
         item = {
             **_block_key(block.id),
             **block.model_dump(exclude_none=True),
@@ -133,6 +185,7 @@ class BlockTable:
                                 "ConditionExpression": "attribute_not_exists(pk)",
                             }
                         },
+                        *(self._history_put(e, n) for n, e in enumerate(history)),
                     ]
                 )
         except ClientError as exc:
@@ -142,6 +195,18 @@ class BlockTable:
                 return False
             raise
         return True
+
+    def record_dry_run(self, block: Block, history: Sequence[HistoryEvent]) -> None:
+        """A dry-run block: ended as it is written, outside the live index, no lock, no slot."""
+        ttl = block.created_at + self.history_ttl_seconds
+        item = {**_block_key(block.id), **block.model_dump(exclude_none=True), "ttl": ttl}
+        with _aws("TransactWriteItems dry run"):
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+                    *(self._history_put(e, n) for n, e in enumerate(history)),
+                ]
+            )
 
     def lock_holder(self, cidr: str) -> str | None:
         with _aws("GetItem address lock"):
@@ -161,8 +226,11 @@ class BlockTable:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def _update(self, what: str, block_id: str, **kwargs: Any) -> Block:
-        """A conditional UpdateItem on a block; Unchanged (with the block as it is) if the condition fails."""
+    def _update(self, what: str, block_id: str, history: HistoryEvent | None = None, **kwargs: Any) -> Block:
+        """A conditional UpdateItem on a block; Unchanged (with the block as it is) if the condition fails.
+        With ``history``: the update and the event's item in one transaction."""
+        if history is not None:
+            return self._update_recorded(what, block_id, history, kwargs)
         try:
             with _aws(f"UpdateItem {what}"):
                 answer = self.table.update_item(
@@ -178,11 +246,28 @@ class BlockTable:
             raise
         return _block(answer["Attributes"])
 
-    def extend(self, block_id: str, expires_at: int) -> Block:
+    def _update_recorded(self, what: str, block_id: str, history: HistoryEvent, kwargs: dict[str, Any]) -> Block:
+        update = {"TableName": self.name, "Key": _block_key(block_id), **kwargs}
+        try:
+            with _aws(f"TransactWriteItems {what}"):
+                self.client.transact_write_items(TransactItems=[{"Update": update}, self._history_put(history, 0)])
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException" and _cancelled_reasons(exc)[:1] == [
+                "ConditionalCheckFailed"
+            ]:
+                raise Unchanged(self.get(block_id)) from None
+            raise
+        block = self.get(block_id)  # a transaction returns no values
+        if block is None:
+            raise Unchanged(None)
+        return block
+
+    def extend(self, block_id: str, expires_at: int, history: HistoryEvent | None = None) -> Block:
         """Move a live block's expiry later; raise Unchanged if it is not pending/active or not earlier."""
         return self._update(
             "extend",
             block_id,
+            history,
             UpdateExpression="SET expires_at = :e, gsi1sk = :s",
             ConditionExpression="#st IN (:p, :a) AND expires_at < :e",
             ExpressionAttributeNames={"#st": "state"},
@@ -204,19 +289,25 @@ class BlockTable:
         from_states: frozenset[str],
         to_state: str,
         now: int,
-        ending: tuple[str, str] | None = None,
+        ending: tuple[str, str, str | None] | None = None,
+        history: HistoryEvent | None = None,
     ) -> Block:
         """Move a block to ``to_state`` if it is in one of ``from_states``; raise Unchanged otherwise.
-        ``ending`` (state, reason) records how a block moving to releasing is to end."""
+        ``ending`` (state, reason, source) records how a block moving to releasing is to end;
+        ``history`` is the event the transition writes with it."""
         names = {f":f{i}": s for i, s in enumerate(sorted(from_states))}
         values: dict[str, Any] = {":to": to_state, ":now": now, **names}
         update = "SET #st = :to, state_since = :now"
         if ending is not None:
             update += ", ending_state = :es, ending_reason = :er"
             values.update({":es": ending[0], ":er": ending[1]})
+            if ending[2] is not None:
+                update += ", ending_source = :eo"
+                values[":eo"] = ending[2]
         return self._update(
             to_state,
             block_id,
+            history,
             UpdateExpression=update,
             ConditionExpression=f"#st IN ({', '.join(names)})",
             ExpressionAttributeNames={"#st": "state"},
@@ -234,14 +325,17 @@ class BlockTable:
             ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now, ":es": "expired"},
         )
 
-    def finish(self, block: Block, final_state: str, reason: str, now: int) -> Block:
+    def finish(
+        self, block: Block, final_state: str, reason: str, now: int, history: HistoryEvent | None = None
+    ) -> Block:
         """releasing → final state; the block leaves the live index and gets its history TTL."""
         return self._update(
             "finish",
             block.id,
+            history,
             UpdateExpression=(
                 "SET #st = :f, ended_at = :now, state_since = :now, end_reason = :why, #ttl = :ttl "
-                "REMOVE gsi1pk, gsi1sk, ending_state, ending_reason"
+                "REMOVE gsi1pk, gsi1sk, ending_state, ending_reason, ending_source"
             ),
             ConditionExpression="#st = :r",
             ExpressionAttributeNames={"#st": "state", "#ttl": "ttl"},

@@ -1,4 +1,5 @@
-"""The REST API: POST/GET /blocks, GET/DELETE /blocks/{id}, behind a bearer token."""
+"""The REST API: POST/GET /blocks, GET/DELETE /blocks/{id}, GET /blocks/{id}/history, GET /history,
+GET /status, behind a bearer token."""
 
 from __future__ import annotations
 
@@ -11,16 +12,29 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from autoblock.errors import AutoblockError, BlockFailed, BlockNotFound, error_class
+from autoblock.errors import AutoblockError, BlockFailed, BlockNotFound, InvalidAddress, InvalidQuery, error_class
 from autoblock.handlers.wiring import lifecycle, workflow
-from autoblock.models import BLOCK_ID_PATTERN, Block, BlockList, BlockRequest, BlockView, ErrorBody, settings
+from autoblock.logic.addresses import parse_network
+from autoblock.models import (
+    BLOCK_ID_PATTERN,
+    AddressHistory,
+    Block,
+    BlockHistory,
+    BlockList,
+    BlockRequest,
+    BlockView,
+    ErrorBody,
+    EventView,
+    Status,
+    settings,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -113,7 +127,10 @@ def _wait_until_settled(block: Block) -> Block:
             "description": "An active block of the address was extended",
             "content": {"application/json": {"model": BlockView}},
         },
-        202: {"description": "The block was created", "content": {"application/json": {"model": BlockView}}},
+        202: {
+            "description": "The block was created (or, with dry_run, recorded as a dry run)",
+            "content": {"application/json": {"model": BlockView}},
+        },
         409: {
             "description": "Conflicts with a block of the address",
             "content": {"application/json": {"model": ErrorBody}},
@@ -127,7 +144,9 @@ def _wait_until_settled(block: Block) -> Block:
     security=SECURITY,
 )
 def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
-    registered = lifecycle().register(request, source=_source())
+    registered = lifecycle().register(request, source=request.source or _source())
+    if registered.block.dry_run:  # nothing to apply, wait for or release: no workflow
+        return Response(202, "application/json", BlockView.of(registered.block).model_dump_json())
     if registered.created:
         try:
             workflow().start(registered.block.id)
@@ -169,12 +188,35 @@ def get_block(block_id: BlockId) -> BlockView:
 def delete_block(block_id: BlockId) -> BlockView:
     """Remove the block's entries now and stop its waiting execution."""
     block = lifecycle().release(
-        _known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"})
+        _known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"}), source=_source()
     )
     if block.state == "unblocked":
         metrics.add_metric(name="BlocksUnblocked", unit=MetricUnit.Count, value=1)
         workflow().stop(block.id, "autoblock.Unblocked", "unblocked through the API")
     return BlockView.of(block)
+
+
+@app.get("/blocks/<block_id>/history", summary="A block's events, oldest first", security=SECURITY)
+def block_history(block_id: BlockId) -> BlockHistory:
+    block = lifecycle().get(_known(block_id))
+    events = [EventView.of(e) for e in lifecycle().history(block)]
+    return BlockHistory(block_id=block.id, ip=block.cidr, events=events)
+
+
+@app.get("/history", summary="An address's events, oldest first", security=SECURITY)
+def address_history(
+    ip: Annotated[str, Query(description="An address or CIDR, as POST /blocks takes it (required)")],
+) -> AddressHistory:
+    try:
+        cidr = parse_network(ip).compressed
+    except InvalidAddress as exc:
+        raise InvalidQuery(str(exc)) from None
+    return AddressHistory(ip=cidr, events=[EventView.of(e) for e in lifecycle().address_history(cidr)])
+
+
+@app.get("/status", summary="Configuration and rule numbers in use", security=SECURITY)
+def status() -> Status:
+    return lifecycle().status()
 
 
 @metrics.log_metrics

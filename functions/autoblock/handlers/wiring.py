@@ -15,7 +15,7 @@ from autoblock.models import settings
 @cache
 def lifecycle() -> Lifecycle:
     config = settings()
-    return Lifecycle(config, BlockTable(config.table_name), Nacls())  # type: ignore[arg-type]
+    return Lifecycle(config, BlockTable(config.table_name, config.history_ttl_seconds), Nacls())  # type: ignore[arg-type]
 
 
 @cache

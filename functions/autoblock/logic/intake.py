@@ -30,6 +30,7 @@ class FindingOutcome:
     duration: int = 0
     created: list[dict[str, str]] = field(default_factory=list)
     extended: list[dict[str, str]] = field(default_factory=list)
+    dry_run: list[dict[str, str]] = field(default_factory=list)  # DryRun=true: recorded, not blocked
     refused: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str | None]] = field(default_factory=list)
 
@@ -75,6 +76,9 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle, start: Callable
             outcome.refused.append({**entry, "reason": str(exc)})
             continue
         block = registered.block
+        if block.dry_run:
+            outcome.dry_run.append({**entry, "block_id": block.id})
+            continue
         if not registered.created:
             outcome.extended.append({**entry, "block_id": block.id})
             continue
@@ -91,6 +95,7 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle, start: Callable
             "finding_id": extraction.finding_id,
             "blocks_created": len(outcome.created),
             "blocks_extended": len(outcome.extended),
+            "dry_runs": len(outcome.dry_run),
             "refused": outcome.refused,
             "skipped": outcome.skipped,
         },

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 DIRECTIONS = ("ingress", "egress")
 NACL_MAX_RULE_NUMBER = 32766
+FOREIGN = "foreign"  # holder of a quarantined rule number: an entry autoblock did not write sits there
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,11 @@ from aws_lambda_powertools import Logger
 
 from autoblock.errors import EntryExists
 from autoblock.logic.lifecycle import EntryLike, Lifecycle
-from autoblock.logic.slots import split_slot_key, targets
-from autoblock.models import Block
+from autoblock.logic.slots import FOREIGN, split_slot_key, targets
+from autoblock.models import Block, HistoryEvent
 
 logger = Logger(child=True)
 
-FOREIGN = "foreign"
 SWEEPER = "sweeper"
 CLAIM_STALE_SECONDS = 120  # a sweeper's claim older than this belongs to a sweep that died
 
@@ -130,7 +129,25 @@ class Sweeper:
                     self._sweep_free_slot(key, number, holder, owners.get((key, number)), ended, report)
         for repair in report.repairs:
             logger.info("sweeper repair", extra={"repair": repair.__dict__})
+        self._record(report.repairs)
         return report
+
+    def _record(self, repairs: list[Repair]) -> None:
+        """A ``repaired`` event (source ``sweeper``, the kind in the reason) for each repair of a block."""
+        events = [
+            HistoryEvent(
+                at=self.now(),
+                block_id=r.block_id,
+                cidr=r.cidr,
+                event="repaired",
+                source=SWEEPER,
+                reason=_describe_repair(r),
+            )
+            for r in repairs
+            if r.block_id and r.cidr and _is_block_id(r.block_id)
+        ]
+        for i in range(0, len(events), 25):
+            self.lifecycle.record(*events[i : i + 25])
 
     # -- blocks ---------------------------------------------------------------------------------
 
@@ -149,7 +166,7 @@ class Sweeper:
             status = self.execution_status(block.id)
             if status != "RUNNING":
                 reason = f"never applied: its execution is {status or 'missing'}"
-                self.lifecycle.release(block.id, "failed", reason, frozenset({"pending"}))
+                self.lifecycle.release(block.id, "failed", reason, frozenset({"pending"}), source=SWEEPER)
                 report.repairs.append(Repair("reservation_released", block_id=block.id, cidr=block.cidr))
             return
         if block.state == "active":
@@ -259,6 +276,11 @@ class Sweeper:
             else f"held by {_describe(holder, ended)}"
         )
         report.repairs.append(Repair("slot_freed", nacl_id, direction, number, block_id=holder, detail=why))
+
+
+def _describe_repair(repair: Repair) -> str:
+    where = f" ({repair.nacl_id} {repair.direction} rule {repair.rule_number})" if repair.nacl_id else ""
+    return f"{repair.kind}{where}{': ' + repair.detail if repair.detail else ''}"
 
 
 def _is_block_id(holder: str) -> bool:
