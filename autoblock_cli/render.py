@@ -135,7 +135,7 @@ def history(console: Console, answer: dict[str, Any]) -> None:
         return
     table = Table(title=f"history of {subject}")
     for column in ("at", "event", "block", "source", "duration", "expires", "reason"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "event")
     for event in events:
         duration = event.get("duration")
         table.add_row(

@@ -77,3 +77,28 @@ def test_send_event_replays_a_guardduty_finding_through_the_template_s_rule(loca
         for d in finding["detail"]["service"]["action"]["portProbeAction"]["portProbeDetails"]
     }
     wait_for(lambda: probers <= {d[3] for d in local.denied()}, 30, "the probers' blocks")
+
+
+def test_status_and_history_with_the_cli(local: LocalStack) -> None:
+    # Given: a block, a dry run and an unblock of one address
+    blocked = as_json(autoblock(local, "block", "198.51.100.231", "--for", "10m", "--source", "cli:e2e", "-o", "json"))
+    dry = as_json(autoblock(local, "block", "198.51.100.232", "--for", "10m", "--dry-run", "-o", "json"))
+    as_json(autoblock(local, "unblock", blocked["id"], "-o", "json"))
+
+    # Then: status counts every NACL and direction of the stack's range
+    status = as_json(autoblock(local, "status", "-o", "json"))
+    assert {(s["nacl_id"], s["direction"]) for s in status["slots"]} == {
+        (n, d) for n in local.nacl_ids() for d in ("ingress", "egress")
+    }
+    assert all(s["used"] + s["foreign"] + s["free"] == s["limit"] == status["rule_limit"] for s in status["slots"])
+    assert autoblock(local, "status").returncode == 0
+
+    # and the history tells the block's story, with its source, and the dry run's
+    events = as_json(autoblock(local, "history", "198.51.100.231", "-o", "json"))["events"]
+    assert [e["event"] for e in events] == ["requested", "applied", "unblocked"]
+    assert events[0]["source"] == "cli:e2e"
+    assert (dry["state"], dry["dry_run"]) == ("dry-run", True)
+    assert "dry-run" in [e["event"] for e in as_json(autoblock(local, "history", dry["id"], "-o", "json"))["events"]]
+    assert not [d for d in local.denied() if d[3] == "198.51.100.232/32"]
+    table = autoblock(local, "history", "198.51.100.231")
+    assert table.returncode == 0 and "unblocked" in table.stdout
