@@ -1,7 +1,8 @@
 """The `autoblock` command against the real API handler on the emulated stack, served over HTTP.
 
-status and history are not on this branch's API yet: those commands run against canned answers
-shaped as CONTRACT.md describes them.
+Where a test must control the answer exactly (how status and history tables render, what the
+request body holds), a canned server answers instead; tests/e2e runs the same commands against
+the local stack's real routes.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def test_a_url_without_a_token_is_refused() -> None:
     assert listed.stderr.strip() == "error: a URL without a token: pass --token or set AUTOBLOCK_TOKEN"
 
 
-# -- canned answers (routes built on another branch, shaped as CONTRACT.md says) ----------------
+# -- canned answers, in the shapes of docs/openapi.json: the rendering, pinned --------------------
 
 STATUS = {
     "rule_number_start": 10,
