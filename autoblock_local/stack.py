@@ -80,7 +80,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:port now."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -122,7 +123,7 @@ class Running:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     for port in {args.port, args.aws_port}:
-        if not _free(port):
+        if not port_is_free(port):
             print(
                 f"autoblock-local: port {port} on 127.0.0.1 is in use (choose another with --port/--aws-port)",
                 file=sys.stderr,

@@ -8,16 +8,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+
+from autoblock_local.emulator import wait_until as wait_for
+
+__all__ = ["ROOT", "LocalStack", "start_local_stack", "stop_local_stack", "wait_for"]
+from autoblock_local.stack import port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,16 +30,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
@@ -81,17 +75,6 @@ class LocalStack:
             for e in a["Entries"]
             if e["RuleAction"] == "deny" and e["RuleNumber"] != 32767
         }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def start_local_stack(tmp: Path, *args: str) -> LocalStack:

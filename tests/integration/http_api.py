@@ -18,13 +18,8 @@ from autoblock_local.emulator import load_template
 def serve() -> Iterator[str]:
     """The real API handler on http://127.0.0.1:<free port>, as the local stack serves it (the
     template's routes, API Gateway's proxy events); yields the base URL."""
-    server, thread = apigw.serve(apigw.routes(load_template()), "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with _running(apigw.ApiServer(("127.0.0.1", 0), apigw.routes(load_template()))) as url:
+        yield url
 
 
 @contextmanager
@@ -53,13 +48,12 @@ def serve_canned(answers: dict[str, tuple[Any, ...]], seen: list[dict[str, Any]]
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    with _running(Canned) as url:
+    with _running(HTTPServer(("127.0.0.1", 0), Canned)) as url:
         yield url
 
 
 @contextmanager
-def _running(handler_class: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), handler_class)
+def _running(server: HTTPServer) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, name="test-http-api", daemon=True)
     thread.start()
     try:
