@@ -19,9 +19,9 @@ import boto3
 import pytest
 
 from autoblock_local.emulator import wait_until as wait_for
+from autoblock_local.stack import port_is_free
 
 __all__ = ["ROOT", "LocalStack", "start_local_stack", "stop_local_stack", "wait_for"]
-from autoblock_local.stack import port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 
