@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import ROOT, LocalStack, wait_for
+
+pytestmark = pytest.mark.e2e
 
 
 def autoblock(local: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:

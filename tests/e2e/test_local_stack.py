@@ -14,6 +14,8 @@ from autoblock_local import apigw
 from autoblock_local.emulator import load_template
 from tests.e2e.conftest import ROOT, LocalStack, start_local_stack, stop_local_stack, wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 def seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
