@@ -442,7 +442,7 @@ Seed, per block: {json.dumps(base["calls_per_block"])}; per sweep: {json.dumps(b
 ## A burst: {burst_r["requests"]:,} requests for {burst_r["addresses"]} addresses at once, RuleLimit {RULE_LIMIT}
 
 The requests come from 32 concurrent clients as fast as the emulator takes them. moto serializes
-every DynamoDB and EC2 request (as the tests must, see tests/integration/emulator.py) and runs all
+every DynamoDB and EC2 request (as the tests must, see autoblock_local/emulator.py) and runs all
 of it in one Python process, so the wall times below are the emulator's throughput, not AWS's;
 the outcomes, counts and invariant checks are the point.
 

@@ -1,4 +1,4 @@
-"""Fixtures of the integration tier: the emulated stack of tests/integration/emulator.py."""
+"""Fixtures of the integration tier: the emulated stack of autoblock_local/emulator.py."""
 
 from __future__ import annotations
 
