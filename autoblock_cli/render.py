@@ -11,7 +11,7 @@ from rich.table import Table
 from autoblock_cli.durations import format_duration
 
 LIVE = frozenset({"pending", "active", "releasing"})
-BAR_WIDTH = 20
+BAR_WIDTH = 10
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -73,11 +73,28 @@ def block_detail(console: Console, block: dict[str, Any], headline: str | None =
     console.print(grid)
 
 
+WIDE = 120  # below it, `list` prints two lines a block instead of a table that would cut every column
+
+
 def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
     if not blocks:
         console.print("no live blocks")
         return
-    table = Table(title=f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''}")
+    title = f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''}"
+    if console.width < WIDE:
+        console.print(title)
+        for block in blocks:
+            state = f"{block.get('state', '')}{' (dry run)' if block.get('dry_run') else ''}"
+            console.print(
+                f"{block.get('id', '')}  {block.get('ip', '')}  {block.get('direction', '')}  {state}  "
+                f"{time_left(block)} left",
+                soft_wrap=True,
+                highlight=False,
+            )
+            rules = nacl_rules(block).replace("\n", " ")
+            console.print(f"    {rules}  {block.get('reason', '')}  ({block.get('source', '')})", highlight=False)
+        return
+    table = Table(title=title)
     for column in ("id", "address", "direction", "state", "NACL:rules", "reason", "source", "expires", "left"):
         # An address cut in two is misread; the id is what people copy.
         table.add_column(column, overflow="fold", no_wrap=column in ("id", "address", "left"))
@@ -112,7 +129,12 @@ def status(console: Console, answer: dict[str, Any]) -> None:
     )
     table = Table()
     for column in ("NACL", "direction", "used", "foreign", "free", "limit", "taken"):
-        table.add_column(column, justify="right" if column in ("used", "foreign", "free", "limit") else "left")
+        # A NACL id is what an operator copies: never cut.
+        table.add_column(
+            column,
+            justify="right" if column in ("used", "foreign", "free", "limit") else "left",
+            no_wrap=column in ("NACL", "taken"),
+        )
     for slot in answer.get("slots") or []:
         used, foreign, limit_ = slot.get("used", 0), slot.get("foreign", 0), slot.get("limit", 0)
         table.add_row(

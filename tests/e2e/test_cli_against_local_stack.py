@@ -16,11 +16,12 @@ from tests.e2e.conftest import ROOT, LocalStack, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def autoblock(local: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+def autoblock(local: LocalStack, *args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
     executable = Path(sys.executable).parent / "autoblock"  # beside the environment's python
     assert executable.exists(), "the autoblock command is installed by the set-up"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AUTOBLOCK_"))}
     env["AUTOBLOCK_LOCAL_STATE"] = str(local.state_path)
+    env["COLUMNS"] = str(columns)  # the terminal's width
     return subprocess.run(  # noqa: S603 - our own command
         [str(executable), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -106,3 +107,21 @@ def test_status_and_history_with_the_cli(local: LocalStack) -> None:
     assert not [d for d in local.denied() if d[3] == "198.51.100.232/32"]
     table = autoblock(local, "history", "198.51.100.231")
     assert table.returncode == 0 and "unblocked" in table.stdout
+
+
+def test_the_list_fits_a_narrow_terminal_and_a_wide_one(local: LocalStack) -> None:
+    created = as_json(autoblock(local, "block", "198.51.100.241", "--for", "10m", "--reason", "width", "-o", "json"))
+    rules = " ".join(f"{r['nacl_id']}:{r['rule_number']}" for r in created["rules"])
+
+    narrow = autoblock(local, "list", columns=80).stdout.splitlines()
+    wide = autoblock(local, "list", columns=200).stdout
+
+    # 80 columns: two lines a block, every value whole (nothing to copy comes cut)
+    (line,) = [n for n in narrow if n.startswith(created["id"])]
+    assert line.split()[:4] == [created["id"], "198.51.100.241/32", "ingress", "active"]
+    following = narrow[narrow.index(line) + 1]
+    assert following.split()[: len(created["rules"])] == rules.split() and "width" in following
+    # 200 columns: the table, with source and expiry too
+    row = next(r for r in wide.splitlines() if created["id"] in r)
+    assert "198.51.100.241/32" in row and created["expires_at"] in row
+    autoblock(local, "unblock", created["id"])

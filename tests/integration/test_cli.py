@@ -313,8 +313,8 @@ def test_status_shows_each_nacl_and_direction_with_its_use() -> None:
 
     assert table.exit_code == 0, table.stderr
     assert "active blocks: 3   rule numbers: 10-19   when full: reject   dry run: no" in table.stdout
-    assert re.search(r"acl-0a1\s.*ingress\s.*\b2\s.*\b1\s.*\b7\s.*\b10\s.*██████░+ 30%", table.stdout)
-    assert re.search(r"acl-0a1\s.*egress\s.*\b0\s.*\b0\s.*\b10\s.*\b10\s.*░{20} 0%", table.stdout)
+    assert re.search(r"acl-0a1\s.*ingress\s.*\b2\s.*\b1\s.*\b7\s.*\b10\s.*███░+ 30%", table.stdout)
+    assert re.search(r"acl-0a1\s.*egress\s.*\b0\s.*\b0\s.*\b10\s.*\b10\s.*░{10} 0%", table.stdout)
     assert json.loads(as_json.stdout) == STATUS
     assert seen[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
 
