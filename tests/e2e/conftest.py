@@ -77,11 +77,11 @@ class LocalStack:
         }
 
 
-def start_local_stack(tmp: Path, *args: str) -> LocalStack:
+def start_local_stack(tmp: Path, *args: str, env: dict[str, str] | None = None) -> LocalStack:
     api_port, aws_port = free_port(), free_port()
     state_path = tmp / "state" / "local.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({"AUTOBLOCK_LOCAL_STATE": str(state_path), "PYTHONUNBUFFERED": "1"})
+    child = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    child.update({"AUTOBLOCK_LOCAL_STATE": str(state_path), "PYTHONUNBUFFERED": "1", **(env or {})})
     command = [
         sys.executable,
         "-m",
@@ -94,7 +94,7 @@ def start_local_stack(tmp: Path, *args: str) -> LocalStack:
         *args,
     ]
     process = subprocess.Popen(  # noqa: S603 - our own entry point
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=ROOT, env=child, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         wait_for(lambda: state_path.exists() or process.poll() is not None, 90, "the local stack to start")

@@ -147,8 +147,30 @@ def test_an_event_the_rule_does_not_match_starts_nothing(local: LocalStack) -> N
     assert local.denied() == before
 
 
-def test_rule_limit_and_parameter_overrides_and_a_clean_stop(tmp_path: Path) -> None:
-    stack = start_local_stack(tmp_path, "--nacls", "1", "--rule-limit", "2", "--parameter-overrides", "WhenFull=reject")
+# What a user's shell may hold: a profile, keys, an endpoint. None of it may reach AWS, and any
+# attempt to leave this machine would go to a proxy that is not there.
+HOSTILE_ENVIRONMENT = {
+    "AWS_PROFILE": "production",
+    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AWS_ENDPOINT_URL": "https://aws.example.invalid",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
+
+
+def test_rule_limit_overrides_and_a_clean_stop_whatever_aws_settings_the_shell_holds(tmp_path: Path) -> None:
+    stack = start_local_stack(
+        tmp_path,
+        "--nacls",
+        "1",
+        "--rule-limit",
+        "2",
+        "--parameter-overrides",
+        "WhenFull=reject",
+        env=HOSTILE_ENVIRONMENT,
+    )
     try:
         for ip in ("203.0.113.211", "203.0.113.212"):
             assert stack.request("POST", "/blocks", {"ip": ip, "duration": 600})[0] == 202
