@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -137,19 +137,8 @@ class Lifecycle:
             if holder is None:
                 now = self.now()
                 escalation = self._escalation(cidr, duration, now)
-                block = Block(
-                    id=uuid.uuid4().hex,
-                    cidr=cidr,
-                    family=network.version,
-                    direction=request.direction,
-                    nacl_ids=list(self.settings.nacl_ids),
-                    state="pending",
-                    reason=request.reason or "",
-                    source=source,
-                    created_at=int(now),
-                    state_since=int(now),
-                    expires_at=clock.expiry(now, escalation.duration if escalation else duration),
-                )
+                expires_at = clock.expiry(now, escalation.duration if escalation else duration)
+                block = self._new_block(request, network, source, now, expires_at, state="pending")
                 if self.table.create(block, self._first_events(block, request, duration, escalation, now)):
                     logger.info("block registered", extra={"block_id": block.id, "cidr": cidr})
                     if escalation is not None:
@@ -212,6 +201,23 @@ class Lifecycle:
         )
         return [requested, escalated]
 
+    def _new_block(
+        self, request: BlockRequest, network: Network, source: str, now: float, expires_at: int, **rest: Any
+    ) -> Block:
+        return Block(
+            id=uuid.uuid4().hex,
+            cidr=network.compressed,
+            family=network.version,
+            direction=request.direction,
+            nacl_ids=list(self.settings.nacl_ids),
+            reason=request.reason or "",
+            source=source,
+            created_at=int(now),
+            state_since=int(now),
+            expires_at=expires_at,
+            **rest,
+        )
+
     def _dry_run(self, request: BlockRequest, network: Network, duration: int, source: str) -> Registered:
         """Everything a block does but the NACL write: the checks, the escalation, the rule numbers
         it would take; recorded as a ``dry-run`` block and its events, holding nothing afterwards."""
@@ -241,19 +247,14 @@ class Lifecycle:
             would = f"would deny {cidr} for {final} s in {', '.join(places)}"
         why = "dry_run in the request" if request.dry_run else "DryRun=true"
         expires_at = clock.expiry(now, final)
-        block = Block(
-            id=uuid.uuid4().hex,
-            cidr=cidr,
-            family=network.version,
-            direction=request.direction,
-            nacl_ids=list(self.settings.nacl_ids),
+        block = self._new_block(
+            request,
+            network,
+            source,
+            now,
+            expires_at,
             state="dry-run",
             dry_run=True,
-            reason=request.reason or "",
-            source=source,
-            created_at=int(now),
-            state_since=int(now),
-            expires_at=expires_at,
             ended_at=int(now),
             end_reason=f"{would} ({why}); nothing was written to any NACL",
         )
