@@ -404,20 +404,9 @@ def local_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_send_event_puts_the_finding_on_the_local_event_bus(local_aws: str) -> None:
     import boto3
 
-    events = boto3.client(
-        "events",
-        endpoint_url=local_aws,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=local_aws,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    events = session.client("events", endpoint_url=local_aws)
+    sqs = session.client("sqs", endpoint_url=local_aws)
     queue_url = sqs.create_queue(QueueName="capture")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="findings", EventPattern=json.dumps({"source": ["aws.guardduty"]}), State="ENABLED")
