@@ -36,6 +36,7 @@ from unittest import mock
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 from moto import mock_aws
@@ -48,7 +49,10 @@ from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.network_acls import NetworkAclBackend
 from moto.ec2.responses import EC2Response
 
+from autoblock.dal.items import to_block
 from autoblock.handlers import wiring
+from autoblock.logic.slots import targets
+from autoblock.models import Ticket
 
 ROOT = Path(__file__).resolve().parents[1]
 ASL_PATH = ROOT / "statemachines" / "block.asl.json"
@@ -71,19 +75,20 @@ FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds:
 ]
 
 
-@dataclass
-class FakeLambdaContext:
+class FakeLambdaContext(LambdaContext):
     """The LambdaContext a handler gets when it runs in-process."""
 
-    function_name: str = "autoblock-test"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:autoblock-test"
-    memory_limit_in_mb: int = 256
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    log_group_name: str = "/aws/lambda/autoblock-test"
-    log_stream_name: str = "test"
+    def __init__(self, function_name: str = "autoblock-test") -> None:
+        self._function_name = function_name
+        self._function_version = "$LATEST"
+        self._invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self._memory_limit_in_mb = 256
+        self._aws_request_id = "00000000-0000-0000-0000-000000000000"
+        self._log_group_name = f"/aws/lambda/{function_name}"
+        self._log_stream_name = "local"
 
-    def get_remaining_time_in_millis(self) -> int:
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
         return 30_000
 
 
@@ -357,8 +362,11 @@ class Stack:
     # -- executions -------------------------------------------------------------------------
 
     def start(self, block_id: str) -> str:
+        """Start a registered block's execution as the API does, with its ticket."""
+        block = to_block(self.block(block_id))
+        reserved = set(block.rules) == set(targets(block.nacl_ids, block.direction))
         answer = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn, name=block_id, input=json.dumps({"block_id": block_id})
+            stateMachineArn=self.state_machine_arn, name=block_id, input=Ticket.of(block, reserved).model_dump_json()
         )
         return str(answer["executionArn"])
 

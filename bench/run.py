@@ -154,7 +154,7 @@ def expiry_lag(blocks: int) -> dict[str, Any]:
                 request = BlockRequest(
                     ip=f"198.51.100.{i + 1}", duration=3 + i % 4, direction="egress" if egress else "ingress"
                 )
-                block = run.register(request, source="bench").block
+                block = run.registration.register(request, source="bench").block
                 expiries[(block.cidr, egress)] = block.expires_at
                 stack.start(block.id)
             gone: dict[tuple[str, bool], float] = {}
@@ -237,7 +237,7 @@ def sweeper_reads(histories: list[int]) -> list[dict[str, Any]]:
         stack = deploy_stack(setenv, nacls=1, foreign_rules=ALLOW_ALL, RuleLimit=RULE_LIMIT)
         run = wiring.lifecycle()
         for i in range(RULE_LIMIT):
-            block = run.register(BlockRequest(ip=f"192.0.2.{i + 1}", duration=3600), source="bench").block
+            block = run.registration.register(BlockRequest(ip=f"192.0.2.{i + 1}", duration=3600), source="bench").block
             stack.start(block.id)
         wait_until(lambda: len(stack.managed(stack.nacl_ids[0])) == RULE_LIMIT, 60, "active blocks")
         written = 0

@@ -8,11 +8,6 @@ runtime reports an unhandled exception under its class name, and the ASL retries
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from autoblock.models import Block
-
 
 class AutoblockError(Exception):
     """Base of every error this package raises on purpose."""
@@ -89,13 +84,6 @@ class WorkflowError(AutoblockError):
     code = "workflow_unavailable"
 
 
-class BlockFailed(AutoblockError):
-    """The workflow failed and compensated: nothing of the block is left in any NACL."""
-
-    http_status = 502
-    code = "block_failed"
-
-
 # Outcomes that end a block as "rejected" rather than "failed".
 REJECTIONS = frozenset({"CapacityExceeded", "PolicyViolation", "NaclQuotaExceeded", "InvalidAddress"})
 
@@ -105,25 +93,6 @@ class SlotConflict(AutoblockError):
 
     http_status = 409
     code = "slot_conflict"
-
-
-# Internal signals between the data layer and the logic (never leave a Lambda).
-
-
-class Unchanged(Exception):
-    """A conditional write found the item not in the expected state; carries the item as it is."""
-
-    def __init__(self, current: Block | None) -> None:
-        super().__init__("condition failed")
-        self.current = current
-
-
-class EntryExists(Exception):
-    """The rule number is taken in that NACL and direction; carries the entry that is there."""
-
-    def __init__(self, entry: Any) -> None:
-        super().__init__("entry exists")
-        self.entry = entry
 
 
 def error_class(name: str, default: type[AutoblockError]) -> type[AutoblockError]:

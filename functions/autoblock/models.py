@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Literal
 
@@ -58,7 +59,6 @@ class Settings(BaseModel):
     when_full: WhenFull = "reject"
     state_machine_arn: str = ""
     token_secret_id: str = ""
-    api_wait_seconds: float = Field(default=3.0, ge=0)
     sweeper_grace_seconds: int = Field(default=60, ge=0)
     guardduty_min_severity: float = Field(default=1.0, ge=0, le=10)
     guardduty_duration_low: int = Field(default=3600, gt=0)
@@ -266,12 +266,36 @@ class ErrorBody(BaseModel):
     message: str
 
 
-class TaskInput(BaseModel):
-    """What every state-machine task receives: the block's id (and, for Compensate, the error)."""
+class Ticket(BaseModel):
+    """What a block's execution carries from state to state: enough to apply and release the block
+    without reading it again. The API (or the finding task) hands it to StartExecution; every task
+    returns it, updated; the ASL's Choice states read ``state`` and its Wait reads ``expires_at``."""
 
     model_config = ConfigDict(extra="ignore")
 
     block_id: Annotated[str, Field(pattern=BLOCK_ID_PATTERN)]
+    state: BlockState
+    expires_at: str  # ISO 8601, UTC, ending in Z (Wait.TimestampPath)
+    cidr: str = ""
+    family: Literal[4, 6] = 4
+    direction: Direction = "ingress"
+    source: str = ""
+    rules: dict[str, int] = Field(default_factory=dict)
+    reserved: bool = False  # every (NACL, direction) of the block already holds a rule number
+
+    @classmethod
+    def of(cls, block: Block, reserved: bool = False) -> Ticket:
+        return cls(
+            block_id=block.id,
+            state=block.state,
+            expires_at=clock.iso_z(block.expires_at),
+            cidr=block.cidr,
+            family=block.family,
+            direction=block.direction,
+            source=block.source,
+            rules=dict(block.rules),
+            reserved=reserved,
+        )
 
 
 class TaskError(BaseModel):
@@ -281,17 +305,68 @@ class TaskError(BaseModel):
     cause: str = Field(alias="Cause", default="")
 
 
-class CompensateInput(TaskInput):
+class TaskInput(BaseModel):
+    """What the state machine sends the task function: which task, the block's ticket and, for
+    Compensate, the error it caught."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task: Literal["reserve", "apply", "expire", "compensate"]
+    ticket: Ticket
     error: TaskError = Field(default_factory=TaskError)
 
 
-class TaskOutput(BaseModel):
-    """What every task returns to the state machine (its OutputPath keeps exactly this)."""
+@dataclass(frozen=True)
+class Entry:
+    """One Network ACL entry as EC2 describes it."""
 
-    block_id: str
-    state: BlockState
-    expires_at: str
+    nacl_id: str
+    rule_number: int
+    egress: bool
+    action: str
+    protocol: str
+    cidr: str
 
-    @classmethod
-    def of(cls, block: Block) -> TaskOutput:
-        return cls(block_id=block.id, state=block.state, expires_at=clock.iso_z(block.expires_at))
+    def is_deny_of(self, cidr: str) -> bool:
+        return self.action == "deny" and self.protocol == "-1" and self.cidr == cidr
+
+
+@dataclass(frozen=True)
+class Address:
+    """What the table knows of an address before a new block: the live block holding its lock (if
+    any) and when its earlier blocks were applied (escalation)."""
+
+    holder: str | None
+    applied: tuple[int, ...] = ()
+
+
+# Signals between the data layer and the logic (internal: they never leave a Lambda).
+
+
+class Unchanged(Exception):
+    """A conditional write found the block not in the expected state; carries it as it is."""
+
+    def __init__(self, current: Block | None) -> None:
+        super().__init__("condition failed")
+        self.current = current
+
+
+class EntryExists(Exception):
+    """The rule number is taken in that NACL and direction; carries the entry that is there."""
+
+    def __init__(self, entry: Entry | None) -> None:
+        super().__init__("entry exists")
+        self.entry = entry
+
+
+class AddressLocked(Exception):
+    """Another live block holds the address's lock."""
+
+
+class SlotTaken(Exception):
+    """Another block holds a rule number the new block asked for."""
+
+    def __init__(self, key: str, number: int) -> None:
+        super().__init__(f"{key} rule {number} is taken")
+        self.key = key
+        self.number = number

@@ -11,6 +11,7 @@ from typing import Any
 
 from autoblock.handlers import api
 from autoblock_local.apigw import fresh_module
+from autoblock_local.emulator import TOKEN as TOKEN_FOR_TESTS
 from autoblock_local.emulator import FakeLambdaContext
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -54,3 +55,16 @@ def call(
 def isolated_api() -> ModuleType:
     """A separate copy of the API module: its own resolver, as a separate Lambda environment has."""
     return fresh_module("autoblock.handlers.api")
+
+
+def settled(block_id: str, timeout: float = 20) -> dict[str, Any]:
+    """The block as GET /blocks/{id} shows it once its workflow has applied or refused it (POST
+    answers at once with the block pending): what a client polling the API sees."""
+    from autoblock_local.emulator import wait_until
+
+    def shown() -> dict[str, Any] | None:
+        status, body = call("api_get_block.json", TOKEN_FOR_TESTS, block_id=block_id)
+        assert status == 200, body
+        return body if body["state"] not in ("pending", "releasing") else None
+
+    return dict(wait_until(shown, timeout, f"block {block_id} still pending"))

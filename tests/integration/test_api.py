@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from autoblock_local.emulator import assert_nothing_written
-from tests.integration.api import call, event
+from tests.integration.api import call, event, settled
 from tests.integration.conftest import TOKEN, Stack
 
 VALID = {"ip": "203.0.113.7", "duration": 60}
@@ -125,8 +125,9 @@ def test_the_fixtures_as_sam_local_would_send_them(stack: Stack) -> None:
     assert {"ip", "direction", "rules", "state", "reason", "source", "created_at", "expires_at"} <= shown.keys()
     assert shown["source"].startswith("api:")
 
-    status, one = call("api_get_block.json", TOKEN, block_id=created["id"])
-    assert (status, one["id"], one["state"]) == (200, created["id"], "active")
+    assert created["state"] == "pending" and len(created["rules"]) == 2  # answered at once, numbers taken
+    one = settled(created["id"])
+    assert (one["id"], one["state"], one["rules"]) == (created["id"], "active", created["rules"])
 
     status, gone = call("api_delete_block.json", TOKEN, block_id=created["id"])
     assert (status, gone["state"]) == (200, "unblocked")

@@ -125,7 +125,7 @@ def test_each_finding_blocks_exactly_its_attackers(
     result = stack.finished(execution)
 
     assert result["status"] == "SUCCEEDED"
-    assert stack.path(execution) == ["Route", "FromFinding", "FindingHandled"]
+    assert stack.path(execution) == ["Validate", "FromFinding", "FindingHandled"]
     output = json.loads(result["output"])
     expected = EXPECTED[name]
     if isinstance(expected, str):
@@ -154,7 +154,7 @@ def test_a_malformed_finding_ends_cleanly_and_writes_nothing(stack: Stack) -> No
     ]
 
     assert stack.finished(arn)["status"] == "SUCCEEDED"
-    assert stack.path(arn) == ["Route", "FromFinding", "MalformedFinding"]
+    assert stack.path(arn) == ["Validate", "FromFinding", "MalformedFinding"]
     history = stack.sfn.get_execution_history(executionArn=arn)["events"]
     failures = [e["taskFailedEventDetails"] for e in history if e["type"] == "TaskFailed"]
     assert [f["error"] for f in failures] == ["MalformedFinding"]  # no retry
@@ -200,7 +200,10 @@ def test_twenty_probers_against_rule_limit_five(
     output = json.loads(stack.finished(execution)["output"])
     settle(stack)
 
-    assert len(output["created"]) == 20  # each address got its block and its execution
+    # five addresses got their block and execution; fifteen were refused for capacity at once
+    assert (len(output["created"]), len(output["refused"])) == (5, 15)
+    full = f"no free rule number: {stack.nacl_ids[0]} ingress holds 5 of 5 blocks (rules 10-14, RuleLimit)"
+    assert {r["reason"] for r in output["refused"]} == {f"{full}; WhenFull=reject"}
     blocks = stack.items("BLOCK#")
     active = [b for b in blocks if b["state"] == "active"]
     rejected = [b for b in blocks if b["state"] == "rejected"]

@@ -10,7 +10,7 @@ import pytest
 
 from autoblock.handlers import tasks
 from autoblock_local.emulator import FakeLambdaContext, assert_nothing_written
-from tests.integration.api import call, event
+from tests.integration.api import call, event, settled
 from tests.integration.conftest import TOKEN, Stack
 
 SOURCE = "elastalert:ssh-brute-force"
@@ -42,7 +42,8 @@ def emitted(out: str) -> list[str]:
 def test_a_block_s_life_is_recorded_and_served_by_both_history_routes(stack: Stack) -> None:
     # Given a block asked for by a detector, then unblocked through the API
     status, created = block("203.0.113.7", reason="ssh brute force", source=SOURCE)
-    assert (status, created["state"], created["source"], created["dry_run"]) == (202, "active", SOURCE, False)
+    assert (status, created["state"], created["source"], created["dry_run"]) == (202, "pending", SOURCE, False)
+    assert settled(created["id"])["state"] == "active"
     unblock(created["id"])
 
     # When
@@ -119,14 +120,15 @@ def test_a_dry_run_writes_no_nacl_holds_nothing_and_says_what_it_would_do(
 
     # A real block of the same address afterwards is not hindered, nor escalated by the dry run
     status, real = block("203.0.113.9", duration=60)
-    assert (status, real["state"], real["dry_run"]) == (202, "active", False)
+    assert (status, real["state"], real["dry_run"]) == (202, "pending", False)
+    assert settled(real["id"])["state"] == "active"
     assert [e["event"] for e in history("203.0.113.9")] == ["requested", "dry-run", "requested", "applied"]
 
 
 def test_dry_run_stack_parameter_covers_the_guardduty_path(deploy: Callable[..., Stack]) -> None:
     stack = deploy(DryRun="true")
 
-    outcome = tasks.from_finding(event("guardduty_ssh_bruteforce.json"), FakeLambdaContext())
+    outcome = tasks.lambda_handler(event("guardduty_ssh_bruteforce.json"), FakeLambdaContext())
 
     assert outcome["created"] == [] and len(outcome["dry_run"]) == 1
     (item,) = stack.items("BLOCK#")
@@ -145,7 +147,8 @@ def test_a_repeat_offender_s_blocks_escalate_up_to_the_maximum(
     capsys.readouterr()
     for _ in range(3):
         status, created = block("203.0.113.60", duration=10)
-        assert (status, created["state"]) == (202, "active"), created
+        assert (status, created["state"]) == (202, "pending"), created
+        assert settled(created["id"])["state"] == "active"
         item = stack.block(created["id"])
         lengths.append(item["expires_at"] - item["created_at"])
         unblock(created["id"])

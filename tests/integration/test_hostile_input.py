@@ -162,12 +162,12 @@ def test_hostile_findings_are_refused_by_name_and_write_nothing(
     stack: Stack, case: str, raw: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(MalformedFinding, match=field):
-        tasks.from_finding({"event": raw}, FakeLambdaContext())
+        tasks.lambda_handler({"task": "from_finding", "event": raw}, FakeLambdaContext())
     assert_nothing_written(stack)
 
 
 def test_a_finding_fixture_as_sam_local_sends_it(stack: Stack) -> None:
-    outcome = tasks.from_finding(event("guardduty_c2_activity.json"), FakeLambdaContext())
+    outcome = tasks.lambda_handler(event("guardduty_c2_activity.json"), FakeLambdaContext())
 
     assert [(c["address"], c["direction"]) for c in outcome["created"]] == [("198.51.100.77/32", "egress")]
 
@@ -186,7 +186,7 @@ def test_hostile_addresses_in_a_finding_are_skipped_with_the_reason(
 ) -> None:
     raw = finding(detail__service__action__networkConnectionAction__remoteIpDetails__ipAddressV4=address)
 
-    outcome = tasks.from_finding({"event": raw}, FakeLambdaContext())
+    outcome = tasks.lambda_handler({"task": "from_finding", "event": raw}, FakeLambdaContext())
 
     assert outcome["created"] == [] and outcome["extended"] == []
     assert len(outcome["skipped"]) == 1 and reason in outcome["skipped"][0]["reason"]

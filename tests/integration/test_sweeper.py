@@ -14,7 +14,7 @@ import pytest
 from autoblock.handlers import sweeper, wiring
 from autoblock.models import BlockRequest
 from autoblock_local.emulator import FakeLambdaContext, ItemCounter, write_history
-from tests.integration.api import call, event
+from tests.integration.api import call, event, settled
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
 
 
@@ -33,6 +33,7 @@ def sweep() -> dict[str, Any]:
 def block(ip: str, duration: int = 600, direction: str = "ingress") -> dict[str, Any]:
     status, body = call("api_create_block.json", TOKEN, body={"ip": ip, "duration": duration, "direction": direction})
     assert status == 202, body
+    body = settled(body["id"])
     assert body["state"] == "active"
     return body
 
@@ -175,8 +176,7 @@ def test_a_stray_deny_at_a_block_s_number_is_an_orphan(swept: Stack) -> None:
 def test_a_reservation_never_applied_is_released(swept: Stack) -> None:
     # A block registered and reserved whose execution never ran (it was lost)
     run = wiring.lifecycle()
-    registered = run.register(BlockRequest(ip="203.0.113.36", duration=600), source="test").block
-    run.reserve(registered.id)
+    registered = run.registration.register(BlockRequest(ip="203.0.113.36", duration=600), source="test").block
     assert len(swept.items("SLOT#")) == 2
 
     assert sweep()["repairs"] == {"reservation_released": 1}
@@ -190,7 +190,7 @@ def test_a_pending_block_with_a_running_execution_is_left_alone(swept: Stack, fa
     # Apply keeps failing transiently: the execution is still retrying when the sweep comes
     fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=2)
     run = wiring.lifecycle()
-    registered = run.register(BlockRequest(ip="203.0.113.37", duration=3), source="test").block
+    registered = run.registration.register(BlockRequest(ip="203.0.113.37", duration=3), source="test").block
     swept.start(registered.id)
     wait_until(lambda: swept.items("SLOT#"), 10, "reservation")
 
@@ -202,7 +202,7 @@ def test_a_pending_block_with_a_running_execution_is_left_alone(swept: Stack, fa
 def test_a_release_that_died_half_way_is_finished(swept: Stack) -> None:
     created = block("203.0.113.38")
     # The releaser died right after it moved the block to releasing
-    wiring.lifecycle().table.transition(
+    wiring.lifecycle().store.transition(
         created["id"], frozenset({"active"}), "releasing", 0, ending=("unblocked", "unblocked by test", None)
     )
 

@@ -100,7 +100,7 @@ def test_stage_throttling_is_on() -> None:
 
 def _emitted_metric_names() -> set[str]:
     code = "".join(p.read_text() for p in (ROOT / "functions" / "autoblock").rglob("*.py"))
-    return set(re.findall(r'name="([A-Z][A-Za-z]+)", unit=', code))
+    return set(re.findall(r'(?:name="|count\(")([A-Z][A-Za-z]+)"', code))
 
 
 def test_every_alarm_watches_a_metric_that_exists_and_notifies_the_topic() -> None:

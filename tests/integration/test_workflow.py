@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from autoblock.dal.nacl import Nacls
-from tests.integration.api import call, isolated_api
+from tests.integration.api import call, isolated_api, settled
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
 
 HAPPY_PATH = [
-    "Route",
     "Validate",
     "Reserve",
     "Apply",
@@ -49,9 +48,14 @@ def assert_nothing_left(stack: Stack) -> None:
 def test_block_is_applied_in_every_nacl_then_removed_on_time(stack: Stack) -> None:
     # When
     status, body = block("203.0.113.7", duration=5, reason="ssh brute force")
-    # Then: applied in both NACLs, at the first number of the range, before the answer
+    # Then: answered at once, pending, with the rule numbers it took
     assert status == 202, body
+    assert body["state"] == "pending"
+    pending_rules = body["rules"]
+    # and applied in both NACLs within moments, at the first number of the range
+    body = settled(body["id"])
     assert body["state"] == "active"
+    assert body["rules"] == pending_rules
     assert body["ip"] == "203.0.113.7/32"
     assert body["reason"] == "ssh brute force"
     assert body["expires_at"].endswith("Z")
@@ -112,6 +116,7 @@ def test_a_repeat_extends_the_block_and_never_takes_a_second_slot(stack: Stack) 
 def test_unblock_removes_the_entries_at_once_and_stops_the_waiting_execution(stack: Stack) -> None:
     status, created = block("203.0.113.50", duration=600)
     assert status == 202
+    assert settled(created["id"])["state"] == "active"
 
     status, body = call("api_delete_block.json", TOKEN, block_id=created["id"])
 
@@ -135,15 +140,15 @@ def test_a_failing_nacl_call_is_compensated_and_leaves_nothing(stack: Stack, fau
 
     status, body = block("203.0.113.9")
 
-    assert status == 502
-    assert body["error"] == "block_failed"
-    assert "UnauthorizedOperation" in body["message"]
+    assert (status, body["state"]) == (202, "pending")
+    body = settled(body["id"])
+    assert body["state"] == "failed"
+    assert "UnauthorizedOperation" in body["end_reason"]
     block_item = next(i for i in stack.items("BLOCK#"))
     assert block_item["state"] == "failed"
     execution = stack.execution_arn(block_item["id"])
     assert stack.finished(execution)["status"] == "FAILED"
     assert stack.path(execution) == [
-        "Route",
         "Validate",
         "Reserve",
         "Apply",
@@ -160,7 +165,7 @@ def test_a_transient_nacl_failure_is_retried_and_the_block_applied(stack: Stack,
     status, body = block("203.0.113.10", duration=5)
 
     assert status == 202
-    assert body["state"] == "active"
+    assert settled(body["id"])["state"] == "active"
     execution = stack.execution_arn(body["id"])
     assert stack.finished(execution)["status"] == "SUCCEEDED"
     history = stack.sfn.get_execution_history(executionArn=execution)["events"]
@@ -175,6 +180,7 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
     stack = deploy(nacls=1, RuleLimit=2, WhenFull=when_full)
     _, soon = block("203.0.113.1", duration=8)
     _, late = block("203.0.113.2", duration=600)
+    assert [settled(b["id"])["state"] for b in (soon, late)] == ["active", "active"]
 
     status, third = block("203.0.113.3", duration=600)
 
@@ -188,13 +194,19 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
         assert stack.managed(nacl) == [(10, False, "203.0.113.1/32"), (11, False, "203.0.113.2/32")]
         rejected = next(i for i in stack.items("BLOCK#") if i["cidr"] == "203.0.113.3/32")
         assert rejected["state"] == "rejected"
-        assert stack.path(stack.execution_arn(rejected["id"]))[-2:] == ["RejectedOrFailed", "Rejected"]
+        assert rejected["end_reason"] == f"CapacityExceeded: {third['message']}"
+        executions = stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+        assert rejected["id"] not in {e["name"] for e in executions}  # refused before it held anything
         events = sorted(stack.items("HIST#203.0.113.3/32"), key=lambda i: str(i["sk"]))
         assert [e["event"] for e in events] == ["requested", "rejected"]
         assert events[-1]["reason"] == f"CapacityExceeded: {third['message']}"
     else:
         assert status == 202
+        assert third["rules"] == []  # the range was full: its workflow evicts to make room
+        third = settled(third["id"])
         assert third["rules"] == [{"nacl_id": nacl, "direction": "ingress", "rule_number": 10}]
+        path = stack.path(stack.execution_arn(third["id"]))
+        assert path[:4] == ["Validate", "Reserve", "ReserveByEviction", "Apply"]
         assert stack.managed(nacl) == [(10, False, "203.0.113.3/32"), (11, False, "203.0.113.2/32")]
         evicted = stack.block(soon["id"])
         assert evicted["state"] == "evicted"
@@ -214,6 +226,7 @@ def test_ipv6_blocks_in_both_directions_are_ipv6_entries(stack: Stack) -> None:
     )
 
     assert status == 202
+    assert settled(body["id"])["state"] == "active"
     for nacl_id in stack.nacl_ids:
         assert stack.managed(nacl_id) == [(10, False, "2001:db8::7/128"), (10, True, "2001:db8::7/128")]
         entries = [e for e in stack.entries(nacl_id) if e["RuleNumber"] == 10]
@@ -227,6 +240,7 @@ def test_egress_blocks_deny_outbound_only(stack: Stack) -> None:
     status, body = block("198.51.100.80", duration=5, direction="egress")
 
     assert status == 202
+    assert settled(body["id"])["state"] == "active"
     for nacl_id in stack.nacl_ids:
         assert stack.managed(nacl_id) == [(10, True, "198.51.100.80/32")]
     assert stack.finished(stack.execution_arn(body["id"]))["status"] == "SUCCEEDED"
@@ -256,6 +270,8 @@ def test_a_foreign_entry_at_our_number_is_left_alone_and_the_block_moves(stack: 
     status, body = block("203.0.113.77", duration=5)
 
     assert status == 202
+    rules = {(r["nacl_id"], r["rule_number"]) for r in settled(body["id"])["rules"]}
+    assert rules == {(nacl, 11), (stack.nacl_ids[1], 10)}
     assert stack.managed(nacl) == [(10, False, "192.0.2.10/32"), (11, False, "203.0.113.77/32")]
     assert stack.finished(stack.execution_arn(body["id"]))["status"] == "SUCCEEDED"
     assert stack.managed(nacl) == [(10, False, "192.0.2.10/32")]  # still there, untouched
@@ -323,11 +339,10 @@ def test_a_nacl_at_its_rules_quota_rejects_the_block_and_leaves_nothing(deploy: 
 
     status, body = block("203.0.113.120")
 
-    assert status == 503
-    assert body == {
-        "error": "nacl_quota_exceeded",
-        "message": f"{nacl} has reached its quota of IPv4 rules per direction",
-    }
+    assert (status, body["state"]) == (202, "pending")
+    body = settled(body["id"])
+    assert body["state"] == "rejected"
+    assert body["end_reason"] == f"NaclQuotaExceeded: {nacl} has reached its quota of IPv4 rules per direction"
     assert_nothing_left(stack)
     # IPv6 rules are counted separately: an IPv6 block still fits
     status, v6 = block("2001:db8::120")

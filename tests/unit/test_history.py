@@ -33,9 +33,10 @@ class FailingHistory:
 
 def test_a_refusal_is_answered_even_when_its_event_cannot_be_written(capsys: pytest.CaptureFixture[str]) -> None:
     table: Any = FailingHistory()
-    lifecycle = Lifecycle(SETTINGS, table, nacls=None, now=lambda: 1_800_000_000.5)  # type: ignore[arg-type]
+    unused: Any = None  # neither NACLs nor the workflow are reached
+    lifecycle = Lifecycle(SETTINGS, table, nacls=unused, workflow=unused, now=lambda: 1_800_000_000.5)
 
-    error = lifecycle._refused(BlockConflict("already blocked egress"), "203.0.113.7/32", "elastalert:x")
+    error = lifecycle.registration._refused(BlockConflict("already blocked egress"), "203.0.113.7/32", "elastalert:x")
 
     assert isinstance(error, BlockConflict)
     (event,) = table.tried

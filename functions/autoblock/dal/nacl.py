@@ -7,26 +7,13 @@ our numbers is foreign and is never changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from autoblock.dal.aws import client, error_code, is_transient, transient
-from autoblock.errors import EntryExists, NaclQuotaExceeded
-
-
-@dataclass(frozen=True)
-class Entry:
-    nacl_id: str
-    rule_number: int
-    egress: bool
-    action: str
-    protocol: str
-    cidr: str
-
-    def is_deny_of(self, cidr: str) -> bool:
-        return self.action == "deny" and self.protocol == "-1" and self.cidr == cidr
+from autoblock.dal.aws import client, error_code, translated
+from autoblock.errors import NaclQuotaExceeded
+from autoblock.models import Entry, EntryExists
 
 
 def _entry(nacl_id: str, raw: dict[str, Any]) -> Entry:
@@ -41,63 +28,49 @@ def _entry(nacl_id: str, raw: dict[str, Any]) -> Entry:
 
 
 class Nacls:
-    def __init__(self) -> None:
-        self.ec2 = client("ec2")
+    @property
+    def ec2(self) -> Any:
+        return client("ec2")
 
     def entries(self, nacl_ids: list[str]) -> dict[str, list[Entry]]:
         """Every entry of the given NACLs, in one DescribeNetworkAcls call."""
-        try:
+        with translated("DescribeNetworkAcls"):
             answer = self.ec2.describe_network_acls(NetworkAclIds=list(nacl_ids))
-        except (ClientError, BotoCoreError) as exc:
-            if is_transient(exc):
-                raise transient(exc, "DescribeNetworkAcls") from exc
-            raise
         return {
             acl["NetworkAclId"]: [_entry(acl["NetworkAclId"], e) for e in acl.get("Entries", [])]
             for acl in answer["NetworkAcls"]
         }
 
     def entry_at(self, nacl_id: str, rule_number: int, egress: bool) -> Entry | None:
-        return next(
-            (
-                e
-                for e in self.entries([nacl_id]).get(nacl_id, [])
-                if e.rule_number == rule_number and e.egress == egress
-            ),
-            None,
-        )
+        here = self.entries([nacl_id]).get(nacl_id, [])
+        return next((e for e in here if e.rule_number == rule_number and e.egress == egress), None)
 
     def deny(self, nacl_id: str, rule_number: int, egress: bool, cidr: str, family: int) -> None:
         """Create a deny-all entry; EntryExists if the number is taken (it may be ours, from a retry)."""
         address = {"CidrBlock": cidr} if family == 4 else {"Ipv6CidrBlock": cidr}
         try:
-            self.ec2.create_network_acl_entry(
-                NetworkAclId=nacl_id,
-                RuleNumber=rule_number,
-                Protocol="-1",
-                RuleAction="deny",
-                Egress=egress,
-                **address,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else ""
-            if code == "NetworkAclEntryAlreadyExists":
+            with translated("CreateNetworkAclEntry"):
+                self.ec2.create_network_acl_entry(
+                    NetworkAclId=nacl_id,
+                    RuleNumber=rule_number,
+                    Protocol="-1",
+                    RuleAction="deny",
+                    Egress=egress,
+                    **address,
+                )
+        except ClientError as exc:
+            if error_code(exc) == "NetworkAclEntryAlreadyExists":
                 raise EntryExists(self.entry_at(nacl_id, rule_number, egress)) from None
-            if code == "NetworkAclEntryLimitExceeded":
+            if error_code(exc) == "NetworkAclEntryLimitExceeded":
                 raise NaclQuotaExceeded(f"{nacl_id} has reached its quota of IPv{family} rules per direction") from None
-            if is_transient(exc):
-                raise transient(exc, "CreateNetworkAclEntry") from exc
             raise
 
     def delete(self, entry: Entry) -> None:
         try:
-            self.ec2.delete_network_acl_entry(
-                NetworkAclId=entry.nacl_id, RuleNumber=entry.rule_number, Egress=entry.egress
-            )
-        except (ClientError, BotoCoreError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else ""
-            if code == "InvalidNetworkAclEntry.NotFound":
-                return
-            if is_transient(exc):
-                raise transient(exc, "DeleteNetworkAclEntry") from exc
-            raise
+            with translated("DeleteNetworkAclEntry"):
+                self.ec2.delete_network_acl_entry(
+                    NetworkAclId=entry.nacl_id, RuleNumber=entry.rule_number, Egress=entry.egress
+                )
+        except ClientError as exc:
+            if error_code(exc) != "InvalidNetworkAclEntry.NotFound":
+                raise

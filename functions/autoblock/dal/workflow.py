@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from autoblock.dal.aws import client, error_code
 from autoblock.errors import WorkflowError
+from autoblock.models import Ticket
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
@@ -17,12 +18,15 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
 class Workflow:
     def __init__(self, state_machine_arn: str) -> None:
         self.arn = state_machine_arn
-        self.sfn = client("stepfunctions")
 
-    def start(self, block_id: str) -> None:
-        """Start the block's execution, named after the block (the idempotency key)."""
+    @property
+    def sfn(self) -> Any:
+        return client("stepfunctions")
+
+    def start(self, ticket: Ticket) -> None:
+        """Start the block's execution, named after the block (the idempotency key), with its ticket."""
         try:
-            self.sfn.start_execution(stateMachineArn=self.arn, name=block_id, input=json.dumps({"block_id": block_id}))
+            self.sfn.start_execution(stateMachineArn=self.arn, name=ticket.block_id, input=ticket.model_dump_json())
         except (ClientError, BotoCoreError) as exc:
             code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
             if code == "ExecutionAlreadyExists":

@@ -6,26 +6,23 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import time
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from autoblock.errors import AutoblockError, BlockFailed, BlockNotFound, InvalidAddress, InvalidQuery, error_class
-from autoblock.handlers.wiring import lifecycle, workflow
+from autoblock.errors import AutoblockError, BlockNotFound, InvalidAddress, InvalidQuery
+from autoblock.handlers.wiring import lifecycle
 from autoblock.logic.addresses import parse_network
 from autoblock.models import (
     BLOCK_ID_PATTERN,
     AddressHistory,
-    Block,
     BlockHistory,
     BlockList,
     BlockRequest,
@@ -37,8 +34,6 @@ from autoblock.models import (
 )
 
 logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 
 MAX_BODY_BYTES = 8 * 1024
@@ -110,15 +105,6 @@ def _source() -> str:
     return f"api:{app.current_event.request_context.request_id}"
 
 
-def _wait_until_settled(block: Block) -> Block:
-    """Give the workflow a moment to apply the block so the answer can carry its rule numbers."""
-    deadline = time.monotonic() + settings().api_wait_seconds
-    while block.state in ("pending", "releasing") and time.monotonic() < deadline:
-        time.sleep(0.1)
-        block = lifecycle().get(block.id)
-    return block
-
-
 @app.post(
     "/blocks",
     summary="Block an address",
@@ -128,7 +114,10 @@ def _wait_until_settled(block: Block) -> Block:
             "content": {"application/json": {"model": BlockView}},
         },
         202: {
-            "description": "The block was created (or, with dry_run, recorded as a dry run)",
+            "description": (
+                "The block was created: pending, with its rule numbers, applied by its workflow within a "
+                "second (GET /blocks/{id}); or, with dry_run, recorded as a dry run"
+            ),
             "content": {"application/json": {"model": BlockView}},
         },
         409: {
@@ -144,25 +133,11 @@ def _wait_until_settled(block: Block) -> Block:
     security=SECURITY,
 )
 def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
-    registered = lifecycle().register(request, source=request.source or _source())
-    if registered.block.dry_run:  # nothing to apply, wait for or release: no workflow
-        return Response(202, "application/json", BlockView.of(registered.block).model_dump_json())
-    if registered.created:
-        try:
-            workflow().start(registered.block.id)
-        except AutoblockError:
-            lifecycle().release(
-                registered.block.id, "failed", "the workflow could not be started", frozenset({"pending"})
-            )
-            raise
-    if not registered.created:
-        metrics.add_metric(name="BlocksExtended", unit=MetricUnit.Count, value=1)
-    block = _wait_until_settled(registered.block)
-    if block.state in ("rejected", "failed"):
-        # end_reason is "<ErrorClass>: <message>" as Compensate recorded it: answer as that error.
-        kind, _, message = (block.end_reason or "").partition(": ")
-        raise error_class(kind, BlockFailed)(message or block.end_reason or block.state)
-    return Response(202 if registered.created else 200, "application/json", BlockView.of(block).model_dump_json())
+    """The block answers pending, with its rule numbers: its workflow applies it within a second
+    (GET /blocks/{id} then says active, or rejected with the reason should EC2 refuse the entry)."""
+    opened = lifecycle().open(request, source=request.source or _source())
+    status = 200 if opened.outcome == "extended" else 202
+    return Response(status, "application/json", BlockView.of(opened.block).model_dump_json())
 
 
 @app.get("/blocks", summary="List live blocks", security=SECURITY)
@@ -187,13 +162,7 @@ def get_block(block_id: BlockId) -> BlockView:
 @app.delete("/blocks/<block_id>", summary="Unblock now", security=SECURITY)
 def delete_block(block_id: BlockId) -> BlockView:
     """Remove the block's entries now and stop its waiting execution."""
-    block = lifecycle().release(
-        _known(block_id), "unblocked", f"unblocked by {_source()}", frozenset({"pending", "active"}), source=_source()
-    )
-    if block.state == "unblocked":
-        metrics.add_metric(name="BlocksUnblocked", unit=MetricUnit.Count, value=1)
-        workflow().stop(block.id, "autoblock.Unblocked", "unblocked through the API")
-    return BlockView.of(block)
+    return BlockView.of(lifecycle().unblock(_known(block_id), _source()))
 
 
 @app.get("/blocks/<block_id>/history", summary="A block's events, oldest first", security=SECURITY)
@@ -219,9 +188,7 @@ def status() -> Status:
     return lifecycle().status()
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refused = refusal(APIGatewayProxyEvent(event))
     return _refused(*refused) if refused else app.resolve(event, context)

@@ -1,4 +1,5 @@
-"""The objects a handler needs, built once per process from the settings."""
+"""The objects a handler needs, built once per process from the settings: where the adapters of
+``dal`` are joined to the ports of ``logic`` (mypy checks that each meets its protocol here)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,19 @@ from autoblock.models import settings
 @cache
 def lifecycle() -> Lifecycle:
     config = settings()
-    return Lifecycle(config, BlockTable(config.table_name, config.history_ttl_seconds), Nacls())  # type: ignore[arg-type]
-
-
-@cache
-def workflow() -> Workflow:
-    return Workflow(settings().state_machine_arn)
+    table = BlockTable(config.table_name, config.history_ttl_seconds)
+    return Lifecycle(config, table, Nacls(), Workflow(config.state_machine_arn))
 
 
 @cache
 def sweeper() -> Sweeper:
     run = lifecycle()
-    return Sweeper(run, run.table, workflow().status)  # type: ignore[arg-type]
+    return Sweeper(run, run.store, run.ctx.workflow.status)
 
 
 def reset() -> None:
     """Forget every cached object (tests point the handlers at a new emulated stack)."""
     from autoblock.dal import aws
 
-    for cached in (lifecycle, workflow, sweeper, settings, aws.client, aws._table):
+    for cached in (lifecycle, sweeper, settings, aws.client, aws._table):
         cached.cache_clear()

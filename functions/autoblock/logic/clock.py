@@ -23,3 +23,8 @@ def iso_z(epoch: float) -> str:
 
 def seconds_left(expires_at: int, now: float) -> int:
     return max(0, math.ceil(expires_at - now))
+
+
+def from_iso_z(text: str) -> int:
+    """The epoch second of an ``iso_z`` string."""
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())

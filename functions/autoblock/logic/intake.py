@@ -1,13 +1,12 @@
 """A GuardDuty finding becomes blocks: one per (address, direction) the extractor names.
 
-Each address goes through the same ``Lifecycle.register`` as an API request: a new address gets a
+Each address goes through the same ``Lifecycle.open`` as an API request: a new address gets a
 pending block and its own execution; an address with a live block has it extended (a finding sent
 again, or two findings naming one address, never take a second rule number).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from autoblock.logic.guardduty import Extraction, duration_for
 from autoblock.logic.lifecycle import Lifecycle
 from autoblock.models import BlockRequest
 
-logger = Logger(child=True)
+logger = Logger(service="autoblock", child=True)
 REASON_LIMIT = 256
 
 
@@ -38,7 +37,7 @@ class FindingOutcome:
         return asdict(self)
 
 
-def handle_finding(extraction: Extraction, lifecycle: Lifecycle, start: Callable[[str], None]) -> FindingOutcome:
+def handle_finding(extraction: Extraction, lifecycle: Lifecycle) -> FindingOutcome:
     settings = lifecycle.settings
     outcome = FindingOutcome(extraction.finding_id, "handled")
     outcome.skipped = [{"address": s.address, "reason": s.reason} for s in extraction.skipped]
@@ -71,24 +70,13 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle, start: Callable
         )
         entry = {"address": target.address, "direction": target.direction}
         try:
-            registered = lifecycle.register(request, source=source)
-        except AutoblockError as exc:  # another direction already blocked, never blockable, busy
+            opened = lifecycle.open(request, source=source)
+        except AutoblockError as exc:  # another direction already blocked, never blockable, full, busy
             outcome.refused.append({**entry, "reason": str(exc)})
             continue
-        block = registered.block
-        if block.dry_run:
-            outcome.dry_run.append({**entry, "block_id": block.id})
-            continue
-        if not registered.created:
-            outcome.extended.append({**entry, "block_id": block.id})
-            continue
-        try:
-            start(block.id)
-        except AutoblockError as exc:
-            lifecycle.release(block.id, "failed", "the workflow could not be started", frozenset({"pending"}))
-            outcome.refused.append({**entry, "reason": str(exc)})
-            continue
-        outcome.created.append({**entry, "block_id": block.id})
+        {"created": outcome.created, "extended": outcome.extended, "dry-run": outcome.dry_run}[opened.outcome].append(
+            {**entry, "block_id": opened.block.id}
+        )
     logger.info(
         "finding handled",
         extra={

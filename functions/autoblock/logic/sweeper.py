@@ -28,29 +28,18 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from autoblock.errors import EntryExists
-from autoblock.logic.lifecycle import EntryLike, Lifecycle
+from autoblock.logic.lifecycle import Lifecycle
+from autoblock.logic.ports import BlockStore
 from autoblock.logic.slots import FOREIGN, split_slot_key, targets
-from autoblock.models import Block, HistoryEvent
+from autoblock.models import Block, Entry, EntryExists, HistoryEvent
 
-logger = Logger(child=True)
+logger = Logger(service="autoblock", child=True)
 
 SWEEPER = "sweeper"
 CLAIM_STALE_SECONDS = 120  # a sweeper's claim older than this belongs to a sweep that died
-
-
-class SweepTable(Protocol):
-    def live(self) -> list[Block]: ...
-    def slots(self, key: str) -> dict[int, str]: ...
-    def get_many(self, block_ids: list[str]) -> list[Block]: ...
-    def claim_slot(self, key: str, number: int, holder: str | None, claimant: str, now: int) -> bool: ...
-    def move_slot(self, block: Block, key: str, old: int, new: int, found: str, now: int) -> bool: ...
-    def slot_taken_at(self, key: str, number: int) -> int | None: ...
-    def free_slot(self, key: str, number: int, block_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +72,7 @@ class Sweeper:
     def __init__(
         self,
         lifecycle: Lifecycle,
-        table: SweepTable,
+        table: BlockStore,
         execution_status: Callable[[str], str | None],
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -197,7 +186,7 @@ class Sweeper:
                         continue  # a concurrent sweep put it back
             self._move(block, key, number, entry, now, report)
 
-    def _move(self, block: Block, key: str, number: int, entry: EntryLike, now: int, report: SweepReport) -> None:
+    def _move(self, block: Block, key: str, number: int, entry: Entry, now: int, report: SweepReport) -> None:
         nacl_id, direction = split_slot_key(key)
         found = repr(entry)
         logger.warning("foreign entry at a block's rule number", extra={"slot": key, "rule_number": number})
@@ -222,7 +211,7 @@ class Sweeper:
         self,
         key: str,
         number: int,
-        entry: EntryLike,
+        entry: Entry,
         holder: str | None,
         owner: Block | None,
         now: int,
@@ -292,10 +281,10 @@ def _describe(holder: str, ended: dict[str, Block]) -> str:
     return f"block {holder}, which is {block.state}" if block else f"{holder}, which no longer exists"
 
 
-def _could_be_ours(entry: EntryLike) -> bool:
+def _could_be_ours(entry: Entry) -> bool:
     """autoblock only ever writes deny entries for all protocols."""
     return entry.action == "deny" and entry.protocol == "-1"
 
 
-def _same(a: EntryLike, b: EntryLike) -> bool:
+def _same(a: Entry, b: Entry) -> bool:
     return (a.action, a.protocol, a.cidr) == (b.action, b.protocol, b.cidr)

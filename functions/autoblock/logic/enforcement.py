@@ -1,0 +1,88 @@
+"""The deny entries: created from a block's ticket (no read of the block first), removed exactly.
+
+Only autoblock's own entries are ever removed: the rule number a block holds, its direction, a
+deny of all protocols, and exactly the block's CIDR. A rule we did not write at one of our numbers
+is left alone: the number is quarantined and the block moves to another one.
+"""
+
+from __future__ import annotations
+
+from autoblock.errors import SlotConflict
+from autoblock.logic import clock
+from autoblock.logic.context import Context, count, logger
+from autoblock.logic.reservation import Reservations
+from autoblock.logic.slots import split_slot_key
+from autoblock.models import Block, EntryExists, Ticket, Unchanged
+
+
+def block_of(ticket: Ticket, nacl_ids: tuple[str, ...]) -> Block:
+    """The block as its ticket knows it (what applying it needs)."""
+    return Block(
+        id=ticket.block_id,
+        cidr=ticket.cidr,
+        family=ticket.family,
+        direction=ticket.direction,
+        nacl_ids=list(nacl_ids),
+        state=ticket.state,
+        source=ticket.source,
+        created_at=0,
+        expires_at=clock.from_iso_z(ticket.expires_at),
+        rules=dict(ticket.rules),
+    )
+
+
+class Enforcement:
+    def __init__(self, ctx: Context, reservations: Reservations) -> None:
+        self.ctx = ctx
+        self.reservations = reservations
+
+    def apply(self, ticket: Ticket) -> Ticket:
+        """Create the deny entries of a pending block and make it active."""
+        if ticket.state != "pending":
+            return ticket
+        block = block_of(ticket, self.ctx.settings.nacl_ids)
+        for key in sorted(block.rules):
+            for _ in range(self.ctx.settings.rule_limit):
+                number = block.rules[key]
+                nacl_id, direction = split_slot_key(key)
+                try:
+                    self.ctx.nacls.deny(nacl_id, number, direction == "egress", block.cidr, block.family)
+                    break
+                except EntryExists as exists:
+                    if exists.entry is not None and exists.entry.is_deny_of(block.cidr):
+                        break  # ours, from an earlier attempt of this task
+                    # A rule we did not write sits at our number: leave it alone, move elsewhere.
+                    logger.warning("foreign entry in the managed range", extra={"slot": key, "rule_number": number})
+                    self.ctx.store.quarantine_slot(block, key, number, repr(exists.entry))
+                    self.reservations.view.learn(key, number, "foreign")
+                    del block.rules[key]
+                    block = self.reservations.reserve_one(block, key)
+                    if block.state != "pending" or key not in block.rules:
+                        return Ticket.of(block)
+            else:
+                raise SlotConflict(f"every rule number tried in {key} holds an entry autoblock does not own")
+        rules = ", ".join(f"{k.replace('|', ' ')} rule {n}" for k, n in sorted(block.rules.items()))
+        applied = self.ctx.event(block, "applied", block.source, f"denied in {rules}", None, block.expires_at)
+        try:
+            self.ctx.store.activate(block.id, block.cidr, int(self.ctx.now()), applied)
+        except Unchanged as unchanged:
+            current = unchanged.current
+            if current is not None and current.state == "active":
+                return Ticket.of(current)  # an earlier attempt of this task made it active
+            # Unblocked while we were applying: whoever moved it to releasing may have looked at
+            # the NACL before our entries existed, so remove what we created ourselves.
+            self.remove_entries(block)
+            return Ticket.of(current) if current is not None else ticket.model_copy(update={"state": "failed"})
+        count("BlocksApplied")
+        return Ticket.of(block.model_copy(update={"state": "active"}))
+
+    def remove_entries(self, block: Block) -> None:
+        if not block.rules:
+            return
+        entries = self.ctx.nacls.entries(sorted({split_slot_key(k)[0] for k in block.rules}))
+        for key, number in block.rules.items():
+            nacl_id, direction = split_slot_key(key)
+            egress = direction == "egress"
+            for entry in entries.get(nacl_id, []):
+                if entry.rule_number == number and entry.egress == egress and entry.is_deny_of(block.cidr):
+                    self.ctx.nacls.delete(entry)

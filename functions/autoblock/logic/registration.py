@@ -1,0 +1,265 @@
+"""A request becomes a block: a new pending block holding its rule numbers, an extension of the
+address's live block, a refusal, or a dry run. One block per address: the address lock decides.
+
+A new block is one read and one write: the address's lock holder and offender record (for the
+escalation), then one transaction that creates the block with its lock, its rule numbers (chosen
+from the slot view) and its first events. A dry run records what would have happened and holds
+nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from autoblock.errors import BlockConflict, CapacityExceeded, InvalidDuration, TransientAwsError
+from autoblock.logic import clock
+from autoblock.logic.addresses import Network, blockable
+from autoblock.logic.context import Context, count, logger
+from autoblock.logic.escalation import DAY_SECONDS, Escalation, escalate
+from autoblock.logic.reservation import Reservations
+from autoblock.logic.slots import split_slot_key, targets
+from autoblock.models import AddressLocked, Block, BlockRequest, HistoryEvent, SlotTaken, Unchanged
+
+REGISTER_ATTEMPTS = 8  # rounds of "read the lock, then write": each lost race to another request costs one
+SLOT_RETRIES = 100  # numbers the view thought free but another block had taken meanwhile
+CONFLICT_RETRIES = 4  # transactions cancelled by a concurrent one (TransactionConflict)
+
+Outcome = Literal["created", "extended", "dry-run"]
+
+
+@dataclass(frozen=True)
+class Registered:
+    block: Block
+    outcome: Outcome
+    reserved: bool = False  # every (NACL, direction) of a created block holds a rule number
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"
+
+
+class Registration:
+    def __init__(self, ctx: Context, reservations: Reservations) -> None:
+        self.ctx = ctx
+        self.reservations = reservations
+
+    def duration(self, requested: int | None) -> int:
+        settings = self.ctx.settings
+        duration = settings.default_duration_seconds if requested is None else requested
+        if not 0 < duration <= settings.max_duration_seconds:
+            raise InvalidDuration(
+                f"duration must be between 1 and {settings.max_duration_seconds} seconds "
+                f"(MaxDurationSeconds), not {duration}"
+            )
+        return duration
+
+    def register(self, request: BlockRequest, source: str) -> Registered:
+        """Create a pending block for the address, or extend its live block. A dry run (the
+        request's or the stack's DryRun) only records what would happen."""
+        network: Network = blockable(request.ip, self.ctx.settings.policy)
+        duration = self.duration(request.duration)
+        if request.dry_run or self.ctx.settings.dry_run:
+            return self._dry_run(request, network, duration, source)
+        cidr = network.compressed
+        slot_retries, conflicts = SLOT_RETRIES, CONFLICT_RETRIES
+        attempt = 0
+        while attempt < REGISTER_ATTEMPTS:
+            address = self.ctx.store.address(cidr)
+            if address.holder is None:
+                try:
+                    return self._create(request, network, source, duration, address.applied)
+                except AddressLocked:
+                    attempt += 1  # another request locked the address first: look again
+                except SlotTaken as taken:
+                    self.reservations.view.learn(taken.key, taken.number, "?")
+                    slot_retries -= 1
+                    if slot_retries < 0:
+                        raise CapacityExceeded(f"could not reserve a rule number in {taken.key}") from None
+                except TransientAwsError:
+                    conflicts -= 1
+                    if conflicts < 0:
+                        raise
+                    self.ctx.sleep(random.uniform(0, 0.05 * 2 ** (CONFLICT_RETRIES - conflicts)))
+                continue
+            attempt += 1
+            registered = self._extend(address.holder, request, cidr, duration, source, attempt)
+            if registered is not None:
+                return registered
+        raise self._refused(
+            BlockConflict(f"the previous block of {cidr} is still being released; retry in a few seconds"),
+            cidr,
+            source,
+        )
+
+    def _create(
+        self, request: BlockRequest, network: Network, source: str, duration: int, applied: tuple[int, ...]
+    ) -> Registered:
+        now = self.ctx.now()
+        kept = self._within_window(applied, now)
+        escalation = self._escalation(duration, len(kept))
+        expires_at = clock.expiry(now, escalation.duration if escalation else duration)
+        block = self._new_block(request, network, source, now, expires_at, state="pending")
+        events = self._first_events(block, request, duration, escalation, now)
+        rules, full = self.reservations.pick(block)
+        if full and self.ctx.settings.when_full == "reject":
+            self._reject(
+                block, events, CapacityExceeded(f"no free rule number: {next(iter(full.values()))}; WhenFull=reject")
+            )
+        block.rules = rules
+        self.ctx.store.create(block, events, offender_applied=kept if len(kept) < len(applied) else None)
+        for key, number in rules.items():
+            self.reservations.view.learn(key, number, block.id)
+        logger.info("block registered", extra={"block_id": block.id, "cidr": block.cidr})
+        if escalation is not None:
+            count("BlocksEscalated")
+        return Registered(block, "created", reserved=not full)
+
+    def _extend(
+        self, holder: str, request: BlockRequest, cidr: str, duration: int, source: str, attempt: int
+    ) -> Registered | None:
+        """Extend the live block ``holder``; None when the address must be looked at again."""
+        existing = self.ctx.store.get(holder)
+        if existing is None or not existing.live:
+            self.ctx.store.drop_lock(cidr, holder)  # left by a release that died half-way
+            return None
+        if existing.direction != request.direction:
+            raise self._refused(
+                BlockConflict(
+                    f"{cidr} is already blocked ({existing.direction}, block {existing.id}); "
+                    f"unblock it before blocking it {request.direction}"
+                ),
+                cidr,
+                source,
+            )
+        if existing.state == "releasing":
+            self.ctx.sleep(0.25 * attempt)  # its release takes a few calls; then block anew
+            return None
+        expires_at = clock.expiry(self.ctx.now(), duration)
+        if expires_at <= existing.expires_at:
+            return Registered(existing, "extended")  # it already ends later: nothing to write
+        extended = self.ctx.event(existing, "extended", source, request.reason or "", duration, expires_at)
+        try:
+            block = self.ctx.store.extend(existing, expires_at, extended)
+        except Unchanged as unchanged:
+            current = unchanged.current
+            if current is not None and current.state in ("pending", "active"):
+                return Registered(current, "extended")  # it already ends later
+            return None
+        logger.info("block extended", extra={"block_id": block.id, "expires_at": block.expires_at})
+        count("BlocksExtended")
+        return Registered(block, "extended")
+
+    def _reject(self, block: Block, events: list[HistoryEvent], error: CapacityExceeded) -> None:
+        """A new block refused before it held anything: recorded ended, with its events, then raised."""
+        now = int(self.ctx.now())
+        reason = f"{type(error).__name__}: {error}"
+        rejected = block.model_copy(update={"state": "rejected", "ended_at": now, "end_reason": reason})
+        events.append(self.ctx.event(rejected, "rejected", block.source, reason, None, block.expires_at))
+        self.ctx.store.record_ended(rejected, events)
+        count("BlocksRejected", Reason=type(error).__name__)
+        raise error
+
+    def _within_window(self, applied: tuple[int, ...], now: float) -> tuple[int, ...]:
+        since = now - self.ctx.settings.escalation_window_days * DAY_SECONDS
+        return tuple(t for t in applied if t >= since)
+
+    def _escalation(self, duration: int, previous: int) -> Escalation | None:
+        """Longer for a repeat offender: its blocks applied within EscalationWindowDays."""
+        settings = self.ctx.settings
+        return escalate(
+            duration,
+            previous,
+            settings.escalation_factor,
+            settings.escalation_window_days,
+            settings.max_duration_seconds,
+        )
+
+    def _first_events(
+        self, block: Block, request: BlockRequest, duration: int, escalation: Escalation | None, now: float
+    ) -> list[HistoryEvent]:
+        requested = self.ctx.event(block, "requested", block.source, request.reason or "", duration, None, now)
+        if escalation is None:
+            requested.expires_at = block.expires_at
+            return [requested]
+        escalated = self.ctx.event(
+            block, "escalated", block.source, escalation.reason, escalation.duration, block.expires_at, now
+        )
+        return [requested, escalated]
+
+    def _new_block(
+        self, request: BlockRequest, network: Network, source: str, now: float, expires_at: int, **rest: Any
+    ) -> Block:
+        return Block(
+            id=uuid.uuid4().hex,
+            cidr=network.compressed,
+            family=network.version,
+            direction=request.direction,
+            nacl_ids=list(self.ctx.settings.nacl_ids),
+            reason=request.reason or "",
+            source=source,
+            created_at=int(now),
+            state_since=int(now),
+            expires_at=expires_at,
+            **rest,
+        )
+
+    def _refused(self, error: BlockConflict, cidr: str, source: str) -> BlockConflict:
+        """A well-formed request the lifecycle refuses gets a ``rejected`` event (with no block id:
+        it got no block). Requests refused at the edge (auth, shape, policy) write nothing."""
+        self.ctx.record(
+            HistoryEvent(at=self.ctx.now(), block_id="", cidr=cidr, event="rejected", source=source, reason=str(error))
+        )
+        return error
+
+    def _dry_run(self, request: BlockRequest, network: Network, duration: int, source: str) -> Registered:
+        """Everything a block does but the NACL write: the checks, the escalation, the rule numbers
+        it would take; recorded as a ``dry-run`` block and its events, holding nothing afterwards."""
+        settings = self.ctx.settings
+        now = self.ctx.now()
+        cidr = network.compressed
+        address = self.ctx.store.address(cidr)
+        existing = self.ctx.store.get(address.holder) if address.holder else None
+        escalation = None
+        if existing is not None and existing.live and existing.direction == request.direction:
+            final = duration
+            would = f"would extend block {existing.id} to {clock.iso_z(max(existing.expires_at, now + duration))}"
+        elif existing is not None and existing.live:
+            final = duration
+            would = f"would be refused: {cidr} is already blocked {existing.direction} (block {existing.id})"
+        else:
+            escalation = self._escalation(duration, len(self._within_window(address.applied, now)))
+            final = escalation.duration if escalation else duration
+            places = []
+            for key in targets(settings.nacl_ids, request.direction):
+                nacl_id, direction = split_slot_key(key)
+                number = settings.rule_range.first_free(self.reservations.view.taken(key, fresh=True))
+                places.append(
+                    f"{nacl_id} {direction} rule {number}"
+                    if number is not None
+                    else f"{nacl_id} {direction}: full (WhenFull={settings.when_full})"
+                )
+            would = f"would deny {cidr} for {final} s in {', '.join(places)}"
+        why = "dry_run in the request" if request.dry_run else "DryRun=true"
+        expires_at = clock.expiry(now, final)
+        block = self._new_block(
+            request,
+            network,
+            source,
+            now,
+            expires_at,
+            state="dry-run",
+            dry_run=True,
+            ended_at=int(now),
+            end_reason=f"{would} ({why}); nothing was written to any NACL",
+        )
+        events = self._first_events(block, request, duration, escalation, now)
+        events.append(self.ctx.event(block, "dry-run", source, block.end_reason or "", final, expires_at, now))
+        self.ctx.store.record_ended(block, events)
+        logger.info("dry run recorded", extra={"block_id": block.id, "cidr": cidr})
+        count("BlocksDryRun")
+        if escalation is not None:
+            count("BlocksEscalated")
+        return Registered(block, "dry-run")
