@@ -1,6 +1,7 @@
 """An emulated autoblock stack on moto, built from template.yaml and the real ASL file: the local
 stack (autoblock_local.stack), the integration tests (tests/integration/conftest.py) and the
-benchmark all run on it.
+benchmark all run on it. Test scaffolding (fault injection, item counters, hand-written items)
+lives in tests/support, not here.
 
 moto internals are touched here and nowhere else:
 * moto's Lambda without Docker only echoes, so ``LambdaSimpleBackend.invoke`` is patched to run the
@@ -52,7 +53,6 @@ from urllib.parse import urlsplit
 import boto3
 from aws_lambda_powertools.utilities import parameters
 from botocore.awsrequest import AWSPreparedRequest
-from botocore.exceptions import ClientError
 from botocore.httpsession import URLLib3Session
 from cfnlint.decode import decode
 from moto import mock_aws
@@ -142,7 +142,6 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
     return node
 
 
-LAMBDA_FAULTS: dict[str, list[str]] = {}  # function name → errorTypes its next invocations report
 INVOCATIONS: Counter[str] = Counter()  # function name → invocations (the benchmark reads it)
 
 
@@ -156,10 +155,6 @@ def _run_handler(
 ) -> bytes:
     fn = self.get_function(function_name, qualifier)
     INVOCATIONS[fn.function_name] += 1
-    if LAMBDA_FAULTS.get(fn.function_name):
-        response_headers["x-amz-function-error"] = "Unhandled"
-        error_type = LAMBDA_FAULTS[fn.function_name].pop(0)
-        return json.dumps({"errorType": error_type, "errorMessage": "injected by the test"}).encode()
     module_name, _, attr = str(fn.handler).rpartition(".")
     handler = getattr(importlib.import_module(module_name), attr)  # looked up on each call, as a new deploy would
     event = json.loads(body) if body else {}
@@ -285,12 +280,10 @@ def emulated_aws() -> Iterator[None]:
     ):
         wiring.reset()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
-        LAMBDA_FAULTS.clear()
         try:
             yield
         finally:
             left = _end_executions(first_thread, closing)
-            LAMBDA_FAULTS.clear()
             wiring.reset()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
     if left:  # only when the body succeeded: a failing test reports its own error first
@@ -328,47 +321,6 @@ def _running(sfn: Any) -> list[str]:
         for page in pages.paginate(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
         for execution in page["executions"]
     ]
-
-
-class Faults:
-    """faults("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS
-    call(s) of that operation fail as AWS would answer, before botocore sends them (times=-1: for
-    good); faults.clear() ends them. Lambda tasks: faults.lambda_task("ApplyFunction", "Sandbox.Timedout")."""
-
-    def __init__(self) -> None:
-        self.session = boto3._get_default_session()._session
-        self.registered: list[tuple[str, Any]] = []
-
-    def __call__(
-        self,
-        operation: str,
-        code: str,
-        times: int = 1,
-        status: int = 400,
-        when: Callable[[dict[str, Any]], bool] = lambda _: True,
-    ) -> None:
-        left = [times]
-
-        def hook(**kwargs: Any) -> None:
-            if left[0] != 0 and when(kwargs["params"].get("body") or {}):
-                left[0] -= 1
-                error: Any = {"Error": {"Code": code, "Message": "injected by the test"}}
-                error["ResponseMetadata"] = {"HTTPStatusCode": status}
-                raise ClientError(error, kwargs["model"].name)
-
-        self.session.register(f"before-call.{operation}", hook)
-        self.registered.append((f"before-call.{operation}", hook))
-        wiring.reset()  # our clients are made again, with the hook
-
-    def lambda_task(self, function: str, error_type: str, times: int = 1) -> None:
-        LAMBDA_FAULTS[function] = [error_type] * times
-
-    def clear(self) -> None:
-        for event_name, hook in self.registered:
-            self.session.unregister(event_name, hook)
-        self.registered.clear()
-        LAMBDA_FAULTS.clear()
-        wiring.reset()
 
 
 @dataclass
@@ -449,56 +401,6 @@ class Stack:
         """The names of the states the execution entered, in order."""
         events = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-
-
-def assert_nothing_written(stack: Stack) -> None:
-    """No table item, no NACL entry in the range, no foreign rule changed, no execution."""
-    assert stack.items() == []
-    for nacl_id in stack.nacl_ids:
-        assert stack.managed(nacl_id) == []
-        assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
-    assert stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
-
-
-class ItemCounter:
-    """Counts the DynamoDB items our code reads (register on ``after-call.dynamodb``)."""
-
-    def __init__(self) -> None:
-        self.items = 0
-        self.calls: dict[str, int] = {}
-
-    def __call__(self, **kwargs: Any) -> None:
-        name, parsed = kwargs["model"].name, kwargs["parsed"]
-        self.calls[name] = self.calls.get(name, 0) + 1
-        if "Items" in parsed:
-            self.items += len(parsed["Items"])
-        elif "Item" in parsed:
-            self.items += 1
-        elif "Responses" in parsed:
-            self.items += sum(len(v) for v in parsed["Responses"].values())
-
-
-def write_history(stack: Stack, first: int, last: int) -> None:
-    """Ended blocks number first … last-1 straight into the table: history that no sweep should read."""
-    with stack.ddb.Table(stack.table_name).batch_writer() as batch:
-        for i in range(first, last):
-            block_id = f"{i:032x}"
-            batch.put_item(
-                Item={
-                    "pk": f"BLOCK#{block_id}",
-                    "sk": "BLOCK",
-                    "id": block_id,
-                    "cidr": f"198.51.100.{i % 250}/32",
-                    "family": 4,
-                    "direction": "ingress",
-                    "nacl_ids": stack.nacl_ids,
-                    "state": "expired",
-                    "created_at": 1_700_000_000 + i,
-                    "expires_at": 1_700_000_600 + i,
-                    "rules": {},
-                    "ttl": 1_900_000_000,
-                }
-            )
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:

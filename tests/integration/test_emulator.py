@@ -11,8 +11,9 @@ from pytest_socket import disable_socket, enable_socket
 
 from autoblock.handlers import wiring
 from autoblock.models import BlockRequest
-from autoblock_local.emulator import REGION, Faults, Stack, UnservedRequest, deploy_stack, emulated_aws, wait_until
+from autoblock_local.emulator import REGION, Stack, UnservedRequest, deploy_stack, emulated_aws, wait_until
 from tests.conftest import RealEndpointRefused
+from tests.support.faults import Faults
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import pytest
 
 from autoblock.handlers import sweeper, wiring
 from autoblock.models import BlockRequest
-from autoblock_local.emulator import FakeLambdaContext, ItemCounter, write_history
-from tests.integration.api import call, event
+from autoblock_local.emulator import FakeLambdaContext
+from autoblock_local.invoke import call, event
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
+from tests.support.table import ItemCounter, write_history
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from autoblock.errors import BlockNotFound, PolicyViolation
 from autoblock.handlers import tasks, wiring
 from autoblock.models import BlockRequest
 from autoblock_local.emulator import FakeLambdaContext
-from tests.integration.api import event
+from autoblock_local.invoke import event
 from tests.integration.conftest import Stack
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from autoblock.dal.nacl import Nacls
-from tests.integration.api import call, isolated_api
+from autoblock_local.invoke import call, isolated_api
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
 
 HAPPY_PATH = [

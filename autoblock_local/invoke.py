@@ -1,24 +1,24 @@
-"""Calling the API handler with the events/ fixtures, as API Gateway would."""
+"""The API handler called in-process with an events/ fixture (the ones ``sam local invoke -e`` takes),
+as API Gateway would call it: the integration tests and the benchmark send their requests this way."""
 
 from __future__ import annotations
 
 import copy
 import json
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from autoblock.handlers import api
 from autoblock_local.apigw import fresh_module
-from autoblock_local.emulator import FakeLambdaContext
+from autoblock_local.emulator import EVENTS, FakeLambdaContext
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
 UNSET: Any = object()
 
 
 def event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    fixture: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return fixture
 
 
 def call(
