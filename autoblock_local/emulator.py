@@ -1,6 +1,7 @@
 """An emulated autoblock stack on moto, built from template.yaml and the real ASL file: the local
 stack (autoblock_local.stack), the integration tests (tests/integration/conftest.py) and the
-benchmark all run on it.
+benchmark all run on it. Test scaffolding (fault injection, item counters, hand-written items)
+lives in tests/support, not here.
 
 moto internals are touched here and nowhere else:
 * moto's Lambda without Docker only echoes, so ``LambdaSimpleBackend.invoke`` is patched to run the
@@ -12,6 +13,19 @@ moto internals are touched here and nowhere else:
 * moto's TransactWriteItems backs up the whole table once per item of the transaction (a deep copy
   each); it backs it up once per transaction here, which is all its rollback needs. Otherwise a
   transaction's cost grows with the table times its items, which no DynamoDB does.
+* Nothing outlives the emulated AWS: moto runs each execution in background threads it lists in
+  ``moto.stepfunctions.parser.utils.TMP_THREADS`` (the execution, its program, one per Task attempt).
+  When ``emulated_aws()`` closes it stops every running execution, then joins each thread started
+  meanwhile, and fails if one is still alive or an execution still RUNNING. For a stop to end an
+  execution at once, two waits of moto's interpreter are made interruptible:
+  ``WaitFunction._wait_interval`` (a Wait state) sleeps in short slices and ends as soon as its
+  execution is no longer running (moto's own wait misses a StopExecution that lands before it starts
+  waiting, and then sleeps to the end of the Wait), and the Retry interval (``time.sleep`` in
+  ``retrier_decl``) ends when the emulator closes.
+* Nothing reaches a real endpoint: moto answers the requests it serves before botocore sends them, so
+  botocore's ``URLLib3Session.send`` only ever sees a request moto does not serve (a service it does
+  not mock, or a client used after the emulator closed). It refuses every one with
+  ``UnservedRequest`` naming the URL, except to a loopback host (the local stack's own servers).
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import contextlib
 import copy
 import importlib
 import io
+import ipaddress
 import json
 import logging
 import re
@@ -33,11 +48,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.httpsession import URLLib3Session
 from cfnlint.decode import decode
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -48,6 +65,9 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.network_acls import NetworkAclBackend
 from moto.ec2.responses import EC2Response
+from moto.stepfunctions.parser import utils as sfn_utils
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from autoblock.dal.items import to_block
 from autoblock.handlers import wiring
@@ -127,7 +147,6 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
     return node
 
 
-LAMBDA_FAULTS: dict[str, list[str]] = {}  # function name → errorTypes its next invocations report
 INVOCATIONS: Counter[str] = Counter()  # function name → invocations (the benchmark reads it)
 
 
@@ -141,12 +160,8 @@ def _run_handler(
 ) -> bytes:
     fn = self.get_function(function_name, qualifier)
     INVOCATIONS[fn.function_name] += 1
-    if LAMBDA_FAULTS.get(fn.function_name):
-        response_headers["x-amz-function-error"] = "Unhandled"
-        error_type = LAMBDA_FAULTS[fn.function_name].pop(0)
-        return json.dumps({"errorType": error_type, "errorMessage": "injected by the test"}).encode()
     module_name, _, attr = str(fn.handler).rpartition(".")
-    handler = getattr(importlib.import_module(module_name), attr)
+    handler = getattr(importlib.import_module(module_name), attr)  # looked up on each call, as a new deploy would
     event = json.loads(body) if body else {}
     try:
         result = handler(event, FakeLambdaContext(function_name=fn.function_name))
@@ -218,90 +233,99 @@ def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[
     return call_action
 
 
+class UnservedRequest(RuntimeError):
+    """A request emulated AWS does not serve: refused before anything is sent."""
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_unserved(self: URLLib3Session, request: AWSPreparedRequest) -> Any:
+    if is_loopback(request.url):
+        return _ORIGINAL_SEND(self, request)
+    raise UnservedRequest(
+        f"emulated AWS does not serve {request.method} {request.url}: refused, nothing was sent "
+        "(a service moto does not mock, or a client used after the emulator closed)"
+    )
+
+
+_ORIGINAL_SEND = URLLib3Session.send
+
+
+def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    """moto's Wait, ending as soon as its execution stops (it checks every fraction of a second)."""
+    deadline = time.monotonic() + wait_seconds
+    while env.is_running() and (left := deadline - time.monotonic()) > 0:
+        env.program_state_event.wait(min(left, 0.25))
+
+
 @contextlib.contextmanager
 def emulated_aws() -> Iterator[None]:
-    """moto for every service, the real handlers behind Lambda, DynamoDB and EC2 requests serialized."""
+    """moto for every service, the real handlers behind Lambda, DynamoDB and EC2 requests serialized;
+    nothing it starts outlives it, and no request leaves the machine."""
+    closing = threading.Event()  # cuts the Retry intervals of executions short when the emulator closes
+    first_thread = len(sfn_utils.TMP_THREADS)
     with (
+        mock.patch.object(URLLib3Session, "send", _refuse_unserved),
         mock.patch.object(LambdaSimpleBackend, "invoke", _run_handler),
         mock.patch.object(DynamoHandler, "call_action", _serialized(DynamoHandler.call_action, threading.Lock())),
         mock.patch.object(DynamoDBBackend, "transact_write_items", _transact_one_backup),
         mock.patch.object(EC2Response, "call_action", _serialized(EC2Response.call_action, threading.Lock())),
         mock.patch.object(NetworkAclBackend, "create_network_acl_entry", _create_entry_with_quota),
+        mock.patch.object(WaitFunction, "_wait_interval", _wait_interval),
+        mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=closing.wait)),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
         wiring.reset()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
-        LAMBDA_FAULTS.clear()
         try:
             yield
         finally:
-            _stop_executions()  # or their threads would outlive the emulated AWS they belong to
-            LAMBDA_FAULTS.clear()
+            left = _end_executions(first_thread, closing)
             wiring.reset()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
+    if left:  # only when the body succeeded: a failing test reports its own error first
+        raise RuntimeError(f"emulated AWS closed with work still running: {left}")
 
 
-def _stop_executions() -> None:
+def _end_executions(first_thread: int, closing: threading.Event, timeout: float = 60) -> list[str]:
+    """Stop every running execution and join every thread moto started for executions since
+    ``first_thread``; what is still running after ``timeout`` seconds, as readable lines."""
     sfn = boto3.client("stepfunctions", region_name=REGION)
-    running = [
-        execution["executionArn"]
-        for machine in sfn.list_state_machines()["stateMachines"]
-        for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")[
-            "executions"
-        ]
-    ]
-    for arn in running:
-        # Best effort: moto raises from inside its stub when an execution is still starting.
-        with contextlib.suppress(Exception):
-            sfn.stop_execution(executionArn=arn)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + timeout
+    running = _running(sfn)
     while running and time.monotonic() < deadline:
-        running = [a for a in running if sfn.describe_execution(executionArn=a)["status"] == "RUNNING"]
         for arn in running:
+            # moto raises from inside its stub while an execution is still starting: try again.
             with contextlib.suppress(Exception):
                 sfn.stop_execution(executionArn=arn)
         time.sleep(0.05)
+        running = _running(sfn)
+    closing.set()
+    threads = sfn_utils.TMP_THREADS[first_thread:]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [t for t in threads if t.is_alive()]
+    # moto never forgets a thread; the ended ones go, or the list grows with every test.
+    sfn_utils.TMP_THREADS[first_thread:] = alive
+    return [f"execution {arn} RUNNING" for arn in _running(sfn)] + [f"thread {t.name} alive" for t in alive]
 
 
-class Faults:
-    """faults("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=1) makes our code's next AWS
-    call(s) of that operation fail as AWS would answer, before botocore sends them (times=-1: for
-    good); faults.clear() ends them. Lambda tasks: faults.lambda_task("ApplyFunction", "Sandbox.Timedout")."""
-
-    def __init__(self) -> None:
-        self.session = boto3._get_default_session()._session
-        self.registered: list[tuple[str, Any]] = []
-
-    def __call__(
-        self,
-        operation: str,
-        code: str,
-        times: int = 1,
-        status: int = 400,
-        when: Callable[[dict[str, Any]], bool] = lambda _: True,
-    ) -> None:
-        left = [times]
-
-        def hook(**kwargs: Any) -> None:
-            if left[0] != 0 and when(kwargs["params"].get("body") or {}):
-                left[0] -= 1
-                error: Any = {"Error": {"Code": code, "Message": "injected by the test"}}
-                error["ResponseMetadata"] = {"HTTPStatusCode": status}
-                raise ClientError(error, kwargs["model"].name)
-
-        self.session.register(f"before-call.{operation}", hook)
-        self.registered.append((f"before-call.{operation}", hook))
-        wiring.reset()  # our clients are made again, with the hook
-
-    def lambda_task(self, function: str, error_type: str, times: int = 1) -> None:
-        LAMBDA_FAULTS[function] = [error_type] * times
-
-    def clear(self) -> None:
-        for event_name, hook in self.registered:
-            self.session.unregister(event_name, hook)
-        self.registered.clear()
-        LAMBDA_FAULTS.clear()
-        wiring.reset()
+def _running(sfn: Any) -> list[str]:
+    pages = sfn.get_paginator("list_executions")
+    return [
+        execution["executionArn"]
+        for machine in sfn.list_state_machines()["stateMachines"]
+        for page in pages.paginate(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+        for execution in page["executions"]
+    ]
 
 
 @dataclass
@@ -385,56 +409,6 @@ class Stack:
         """The names of the states the execution entered, in order."""
         events = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-
-
-def assert_nothing_written(stack: Stack) -> None:
-    """No table item, no NACL entry in the range, no foreign rule changed, no execution."""
-    assert stack.items() == []
-    for nacl_id in stack.nacl_ids:
-        assert stack.managed(nacl_id) == []
-        assert stack.foreign(nacl_id) == stack.baseline[nacl_id]
-    assert stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
-
-
-class ItemCounter:
-    """Counts the DynamoDB items our code reads (register on ``after-call.dynamodb``)."""
-
-    def __init__(self) -> None:
-        self.items = 0
-        self.calls: dict[str, int] = {}
-
-    def __call__(self, **kwargs: Any) -> None:
-        name, parsed = kwargs["model"].name, kwargs["parsed"]
-        self.calls[name] = self.calls.get(name, 0) + 1
-        if "Items" in parsed:
-            self.items += len(parsed["Items"])
-        elif "Item" in parsed:
-            self.items += 1
-        elif "Responses" in parsed:
-            self.items += sum(len(v) for v in parsed["Responses"].values())
-
-
-def write_history(stack: Stack, first: int, last: int) -> None:
-    """Ended blocks number first … last-1 straight into the table: history that no sweep should read."""
-    with stack.ddb.Table(stack.table_name).batch_writer() as batch:
-        for i in range(first, last):
-            block_id = f"{i:032x}"
-            batch.put_item(
-                Item={
-                    "pk": f"BLOCK#{block_id}",
-                    "sk": "BLOCK",
-                    "id": block_id,
-                    "cidr": f"198.51.100.{i % 250}/32",
-                    "family": 4,
-                    "direction": "ingress",
-                    "nacl_ids": stack.nacl_ids,
-                    "state": "expired",
-                    "created_at": 1_700_000_000 + i,
-                    "expires_at": 1_700_000_600 + i,
-                    "rules": {},
-                    "ttl": 1_900_000_000,
-                }
-            )
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:

@@ -49,15 +49,14 @@ from autoblock_local import emulator  # noqa: E402
 from autoblock_local.emulator import (  # noqa: E402
     TOKEN,
     FakeLambdaContext,
-    ItemCounter,
+    Stack,
     deploy_stack,
     emulated_aws,
     wait_until,
-    write_history,
 )
+from autoblock_local.invariants import violations  # noqa: E402
+from autoblock_local.invoke import call, event, isolated_api  # noqa: E402
 from bench.baseline import Seed, create_table  # noqa: E402
-from tests.integration.api import call, event, isolated_api  # noqa: E402
-from tests.integration.test_concurrency import violations  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"lag_blocks": 50, "burst_requests": 1000, "burst_addresses": 300, "histories": [10, 1000, 100_000]},
@@ -86,6 +85,42 @@ class Calls:
         with self.lock:
             names = [n for t, n in self.log if (until is None or t <= until) and not n.startswith(exclude)]
         return dict(sorted(Counter(names).items()))
+
+
+class ItemsRead:
+    """The DynamoDB items our code reads (an ``after-call.dynamodb`` hook)."""
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def __call__(self, **kwargs: Any) -> None:
+        parsed = kwargs["parsed"]
+        self.items += len(parsed.get("Items", ())) + ("Item" in parsed)
+        self.items += sum(len(v) for v in parsed.get("Responses", {}).values())
+
+
+def write_history(stack: Stack, first: int, last: int) -> None:
+    """Ended blocks number first … last-1, written straight into the table: the history a sweep
+    must not read."""
+    with stack.ddb.Table(stack.table_name).batch_writer() as batch:
+        for i in range(first, last):
+            block_id = f"{i:032x}"
+            batch.put_item(
+                Item={
+                    "pk": f"BLOCK#{block_id}",
+                    "sk": "BLOCK",
+                    "id": block_id,
+                    "cidr": f"198.51.100.{i % 250}/32",
+                    "family": 4,
+                    "direction": "ingress",
+                    "nacl_ids": stack.nacl_ids,
+                    "state": "expired",
+                    "created_at": 1_700_000_000 + i,
+                    "expires_at": 1_700_000_600 + i,
+                    "rules": {},
+                    "ttl": 1_900_000_000,
+                }
+            )
 
 
 @contextmanager
@@ -244,7 +279,7 @@ def sweeper_reads(histories: list[int]) -> list[dict[str, Any]]:
         for history in histories:
             write_history(stack, written, history)
             written = history
-            items = ItemCounter()
+            items = ItemsRead()
             session = boto3._get_default_session()._session
             session.register("after-call.dynamodb", items)
             wiring.reset()

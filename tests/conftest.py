@@ -1,16 +1,23 @@
-"""Settings for every test: UTC, fake credentials, no tracing, and a fake Lambda context."""
+"""Settings for every test: UTC, fake credentials, no tracing; no request to a real endpoint, and
+nothing a test starts outlives it."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
+from botocore.httpsession import URLLib3Session
 
 # Before anything creates a boto3 client: never the user's credentials, never a real endpoint.
 os.environ["TZ"] = "UTC"  # moto's Wait compares timestamps against the local clock
@@ -61,6 +68,50 @@ SECRETS = (
 def find_leaks(lines: list[str]) -> list[str]:
     """The log lines that carry a token."""
     return [line[:200] for line in lines if any(secret in line for secret in SECRETS)]
+
+
+class RealEndpointRefused(RuntimeError):
+    """A test's AWS request was about to leave the machine."""
+
+
+_SEND = URLLib3Session.send
+
+
+def _loopback_only(self: URLLib3Session, request: Any) -> Any:
+    host = (urlsplit(request.url).hostname or "").strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise RealEndpointRefused(f"a test tried to send {request.method} {request.url}: refused, nothing was sent")
+    return _SEND(self, request)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_real_endpoint() -> Iterator[None]:
+    """For the whole session, botocore sends nothing to a host that is not this machine (moto answers
+    what it serves before botocore sends; the local stack's servers are on 127.0.0.1)."""
+    with mock.patch.object(URLLib3Session, "send", _loopback_only):
+        yield
+
+
+THREAD_GRACE_SECONDS = 5.0
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_outlives_its_test() -> Iterator[None]:
+    """Every thread a test started (daemon or not) has ended by the end of its teardown, give or
+    take a short grace for threads that are finishing: a thread left running would act on the next
+    test's resources, and print while pytest swaps sys.stdout (which crashes CPython 3.13.0)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    started = [t for t in threading.enumerate() if t not in before]
+    for thread in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [f"{t.name} (daemon={t.daemon})" for t in started if t.is_alive()]
+    assert alive == [], f"threads outlived their test: {alive}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -15,7 +15,6 @@ from autoblock_local.emulator import (
     REGION,
     ROOT,
     TOKEN,
-    Faults,
     Stack,
     deploy_stack,
     emulated_aws,
@@ -24,6 +23,7 @@ from autoblock_local.emulator import (
     substitute_asl,
     wait_until,
 )
+from tests.support.faults import Faults
 
 __all__ = [
     "ACCOUNT",

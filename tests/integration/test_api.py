@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from autoblock_local.emulator import assert_nothing_written
-from tests.integration.api import call, event, settled
+from autoblock_local.invoke import call, event, settled
 from tests.integration.conftest import TOKEN, Stack
+from tests.support.table import assert_nothing_written
 
 VALID = {"ip": "203.0.113.7", "duration": 60}
 

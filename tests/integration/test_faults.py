@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from autoblock.handlers import sweeper, wiring
 from autoblock.models import BlockRequest
 from autoblock_local.emulator import FakeLambdaContext
-from tests.integration.api import event
+from autoblock_local.invoke import event
 from tests.integration.conftest import Faults, Stack, wait_until
 from tests.integration.test_sweeper import agree
 
@@ -123,3 +125,19 @@ def test_an_aws_call_failing_for_good_converges_after_one_sweep(
     assert stack.block(broken)["state"] in ("failed", "expired")
     assert all(cidr != "203.0.113.62/32" for n in stack.nacl_ids for _, _, cidr in stack.managed(n))
     assert [i["block_id"] for i in stack.items("ADDR#")] == [healthy]
+
+
+def test_an_injected_error_carries_the_fields_aws_sends_with_it(stack: Stack, fault: Faults) -> None:
+    # A cancelled transaction says why, item by item, beside its code
+    reasons = [{"Code": "None"}, {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
+    fault("dynamodb.TransactWriteItems", "TransactionCanceledException", CancellationReasons=reasons)
+    ddb = boto3.client("dynamodb", region_name="us-east-1")  # made after the fault, as our clients are
+
+    with pytest.raises(ClientError) as raised:
+        ddb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": stack.table_name, "Item": {"pk": {"S": "x"}, "sk": {"S": "y"}}}}]
+        )
+
+    assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert raised.value.response["CancellationReasons"] == reasons
+    assert stack.items() == []  # refused before it was sent

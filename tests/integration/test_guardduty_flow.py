@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from autoblock.handlers import wiring
-from tests.integration.api import event
+from autoblock_local.invoke import event
 from tests.integration.conftest import REGION, ROOT, Stack, load_template, resolve, wait_until
 
 if TYPE_CHECKING:

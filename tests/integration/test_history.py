@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from autoblock.handlers import tasks
-from autoblock_local.emulator import FakeLambdaContext, assert_nothing_written
-from tests.integration.api import call, event, settled
+from autoblock_local.emulator import FakeLambdaContext
+from autoblock_local.invoke import call, event, settled
 from tests.integration.conftest import TOKEN, Stack
+from tests.support.table import assert_nothing_written
 
 SOURCE = "elastalert:ssh-brute-force"
 RETENTION = 90 * 86400

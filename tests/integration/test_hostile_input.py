@@ -11,9 +11,10 @@ import pytest
 
 from autoblock.handlers import tasks
 from autoblock.logic.guardduty import MalformedFinding
-from autoblock_local.emulator import FakeLambdaContext, assert_nothing_written
-from tests.integration.api import call, event
+from autoblock_local.emulator import FakeLambdaContext
+from autoblock_local.invoke import call, event
 from tests.integration.conftest import TOKEN, Stack
+from tests.support.table import assert_nothing_written
 
 # (ip, HTTP status, error code, text the message must contain)
 HOSTILE_ADDRESSES = [

@@ -13,9 +13,10 @@ import pytest
 
 from autoblock.handlers import sweeper, wiring
 from autoblock.models import BlockRequest
-from autoblock_local.emulator import FakeLambdaContext, ItemCounter, write_history
-from tests.integration.api import call, event, settled
+from autoblock_local.emulator import FakeLambdaContext
+from autoblock_local.invoke import call, event, settled
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
+from tests.support.table import ItemCounter, write_history
 
 
 @pytest.fixture
@@ -96,12 +97,22 @@ def test_orphans_are_removed_and_foreign_rules_in_the_range_left_alone(swept: St
     assert {r["rule_number"] for r in created["rules"]} == {10}
 
 
-def test_a_stopped_execution_s_block_is_released_by_the_sweeper(swept: Stack) -> None:
-    created = block("203.0.113.31", duration=5)
+def test_a_stopped_execution_s_block_is_released_by_the_sweeper(swept: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given: an active block whose execution was stopped in its Wait (a long block: a short one can
+    # expire, by its own execution, before a loaded machine gets to stop it)
+    created = block("203.0.113.31", duration=600)
     execution = swept.execution_arn(created["id"])
+    wait_until(lambda: swept.path(execution)[-1] == "WaitUntilExpiry", 30, "the Wait")
     swept.sfn.stop_execution(executionArn=execution)
     assert swept.finished(execution)["status"] == "ABORTED"
-    wait_until(lambda: swept.block(created["id"])["expires_at"] < time.time(), 10, "expiry")
+    assert swept.path(execution)[-1] == "WaitUntilExpiry"
+
+    # When: the sweep runs after the block's expiry (its clock, and the lifecycle's, 10 minutes on)
+    def later() -> float:
+        return time.time() + 601
+
+    monkeypatch.setattr(wiring.lifecycle(), "now", later)
+    monkeypatch.setattr(wiring.sweeper(), "now", later)
 
     assert sweep()["repairs"] == {"expired_late": 1}
 
@@ -187,16 +198,20 @@ def test_a_reservation_never_applied_is_released(swept: Stack) -> None:
 
 
 def test_a_pending_block_with_a_running_execution_is_left_alone(swept: Stack, fault: Faults) -> None:
-    # Apply keeps failing transiently: the execution is still retrying when the sweep comes
+    # Apply keeps failing transiently: the execution is still retrying when the sweep comes (a long
+    # block: a short one could expire before a loaded machine sweeps, and be swept as expired_late)
     fault("ec2.CreateNetworkAclEntry", "RequestLimitExceeded", times=2)
     run = wiring.lifecycle()
-    registered = run.registration.register(BlockRequest(ip="203.0.113.37", duration=3), source="test").block
+    registered = run.registration.register(BlockRequest(ip="203.0.113.37", duration=600), source="test").block
     swept.start(registered.id)
-    wait_until(lambda: swept.items("SLOT#"), 10, "reservation")
+    wait_until(lambda: swept.items("SLOT#"), 30, "reservation")
 
     assert sweep()["repairs"] == {}
-    assert swept.finished(swept.execution_arn(registered.id))["status"] == "SUCCEEDED"
-    assert swept.block(registered.id)["state"] == "expired"
+    # The execution applies the block after its retries, undisturbed, and waits for the expiry
+    execution = swept.execution_arn(registered.id)
+    wait_until(lambda: swept.path(execution)[-1] == "WaitUntilExpiry", 60, "the block applied")
+    assert swept.block(registered.id)["state"] == "active"
+    assert all(swept.managed(n) == [(10, False, "203.0.113.37/32")] for n in swept.nacl_ids)
 
 
 def test_a_release_that_died_half_way_is_finished(swept: Stack) -> None:

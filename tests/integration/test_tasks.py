@@ -6,13 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from autoblock.handlers import tasks, wiring
 from autoblock.models import BlockRequest, Ticket
 from autoblock_local.emulator import FakeLambdaContext
-from tests.integration.api import event
-from tests.integration.conftest import Stack
+from autoblock_local.invoke import event
+from tests.integration.conftest import Faults, Stack
 
 
 def registered(ip: str = "203.0.113.21", duration: int = 600, **request: Any) -> dict[str, Any]:
@@ -120,35 +119,40 @@ def test_compensate_never_takes_over_a_block_another_actor_is_releasing(stack: S
     assert all(stack.managed(n) == [] for n in stack.nacl_ids)
 
 
-def test_a_transaction_cancelled_by_a_concurrent_one_is_retried(stack: Stack) -> None:
-    # Given: DynamoDB cancels the next transaction because another one touched the same item
-    session = wiring.lifecycle  # noqa: F841 - the clients are made again with the hook below
-    import boto3
+def test_a_transaction_cancelled_by_a_concurrent_one_is_retried(stack: Stack, fault: Faults) -> None:
+    # Given: DynamoDB cancels the next transaction because another one wrote the same item meanwhile
+    fault(
+        "dynamodb.TransactWriteItems",
+        "TransactionCanceledException",
+        CancellationReasons=[{"Code": "TransactionConflict"}, {"Code": "None"}],
+    )
 
-    cancelled = [0]
+    # When: a block is registered
+    ticket = registered("203.0.113.24")
 
-    def conflict(**kwargs: Any) -> None:
-        if cancelled[0] == 0:
-            cancelled[0] += 1
-            error: Any = {
-                "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
-                "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
-            raise ClientError(error, "TransactWriteItems")
-
-    botocore_session = boto3._get_default_session()._session
-    botocore_session.register("before-call.dynamodb.TransactWriteItems", conflict)
-    wiring.reset()
-    try:
-        # When: a block is registered
-        ticket = registered("203.0.113.24")
-    finally:
-        botocore_session.unregister("before-call.dynamodb.TransactWriteItems", conflict)
-        wiring.reset()
-
-    # Then: the cancelled transaction was tried again and the block holds its numbers
-    assert cancelled == [1]
+    # Then: the cancelled transaction was tried again and the block holds its lock and numbers
     assert ticket["state"] == "pending" and ticket["reserved"] is True
     assert [i["block_id"] for i in stack.items("ADDR#")] == [ticket["block_id"]]
     assert len(stack.items("SLOT#")) == 2
+    assert [e["event"] for e in stack.items("HIST#")] == ["requested"]
+
+
+def test_a_task_s_transaction_cancelled_by_a_concurrent_one_is_retried_by_the_workflow(
+    stack: Stack, fault: Faults
+) -> None:
+    # Given: a registered block whose activation meets a TransactionConflict once
+    ticket = registered("203.0.113.25", duration=3)
+    fault(
+        "dynamodb.TransactWriteItems",
+        "TransactionCanceledException",
+        CancellationReasons=[{"Code": "TransactionConflict"}, {"Code": "None"}, {"Code": "None"}],
+    )
+
+    # When: its execution runs
+    execution = stack.start(ticket["block_id"])
+
+    # Then: Apply failed once as transient, was retried, and the block went through its whole life
+    assert stack.finished(execution, timeout=40)["status"] == "SUCCEEDED"
+    history = stack.sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    assert [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"] == ["TransientAwsError"]
+    assert stack.block(ticket["block_id"])["state"] == "expired"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from autoblock.dal.nacl import Nacls
-from tests.integration.api import call, isolated_api, settled
+from autoblock_local.invoke import call, isolated_api, settled
 from tests.integration.conftest import TOKEN, Faults, Stack, wait_until
 
 HAPPY_PATH = [
@@ -178,7 +178,8 @@ def test_a_transient_nacl_failure_is_retried_and_the_block_applied(stack: Stack,
 @pytest.mark.parametrize("when_full", ["reject", "evict-soonest-expiring"])
 def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
     stack = deploy(nacls=1, RuleLimit=2, WhenFull=when_full)
-    _, soon = block("203.0.113.1", duration=8)
+    # soon lasts long enough to be still active on a loaded machine when the third block comes
+    _, soon = block("203.0.113.1", duration=30)
     _, late = block("203.0.113.2", duration=600)
     assert [settled(b["id"])["state"] for b in (soon, late)] == ["active", "active"]
 
@@ -214,7 +215,7 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
         (event,) = [e for e in stack.items("HIST#203.0.113.1/32") if e["event"] == "evicted"]
         assert (event["reason"], event["source"]) == (evicted["end_reason"], third["source"])
         # The evicted block's own execution wakes at its old expiry, finds it released, ends cleanly.
-        assert stack.finished(stack.execution_arn(soon["id"]))["status"] == "SUCCEEDED"
+        assert stack.finished(stack.execution_arn(soon["id"]), timeout=90)["status"] == "SUCCEEDED"
         assert stack.managed(nacl) == [(10, False, "203.0.113.3/32"), (11, False, "203.0.113.2/32")]
     assert stack.block(late["id"])["state"] == "active"
     assert_foreign_untouched(stack)

@@ -1,25 +1,24 @@
-"""Calling the API handler with the events/ fixtures, as API Gateway would."""
+"""The API handler called in-process with an events/ fixture (the ones ``sam local invoke -e`` takes),
+as API Gateway would call it: the integration tests and the benchmark send their requests this way."""
 
 from __future__ import annotations
 
 import copy
 import json
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from autoblock.handlers import api
 from autoblock_local.apigw import fresh_module
-from autoblock_local.emulator import TOKEN as TOKEN_FOR_TESTS
-from autoblock_local.emulator import FakeLambdaContext
+from autoblock_local.emulator import EVENTS, TOKEN, FakeLambdaContext, wait_until
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
 UNSET: Any = object()
 
 
 def event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    fixture: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return fixture
 
 
 def call(
@@ -60,10 +59,9 @@ def isolated_api() -> ModuleType:
 def settled(block_id: str, timeout: float = 20) -> dict[str, Any]:
     """The block as GET /blocks/{id} shows it once its workflow has applied or refused it (POST
     answers at once with the block pending): what a client polling the API sees."""
-    from autoblock_local.emulator import wait_until
 
     def shown() -> dict[str, Any] | None:
-        status, body = call("api_get_block.json", TOKEN_FOR_TESTS, block_id=block_id)
+        status, body = call("api_get_block.json", TOKEN, block_id=block_id)
         assert status == 200, body
         return body if body["state"] not in ("pending", "releasing") else None
 
