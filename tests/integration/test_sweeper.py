@@ -111,7 +111,7 @@ def test_a_stopped_execution_s_block_is_released_by_the_sweeper(swept: Stack, mo
     def later() -> float:
         return time.time() + 601
 
-    monkeypatch.setattr(wiring.lifecycle(), "now", later)
+    monkeypatch.setattr(wiring.lifecycle().ctx, "now", later)
     monkeypatch.setattr(wiring.sweeper(), "now", later)
 
     assert sweep()["repairs"] == {"expired_late": 1}
