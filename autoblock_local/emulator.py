@@ -36,6 +36,7 @@ from unittest import mock
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 from moto import mock_aws
@@ -72,8 +73,9 @@ FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds:
 
 
 @dataclass
-class FakeLambdaContext:
-    """The LambdaContext a handler gets when it runs in-process."""
+class FakeLambdaContext(LambdaContext):
+    """The LambdaContext a handler gets when it runs in-process (a LambdaContext to the type checker:
+    a handler's own signature, not a decorator, says what it takes)."""
 
     function_name: str = "autoblock-test"
     function_version: str = "$LATEST"
@@ -83,7 +85,8 @@ class FakeLambdaContext:
     log_group_name: str = "/aws/lambda/autoblock-test"
     log_stream_name: str = "test"
 
-    def get_remaining_time_in_millis(self) -> int:
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
         return 30_000
 
 
