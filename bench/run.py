@@ -55,6 +55,7 @@ from autoblock_local.emulator import (  # noqa: E402
     wait_until,
     write_history,
 )
+from bench import cost  # noqa: E402
 from bench.baseline import Seed, create_table  # noqa: E402
 from tests.integration.api import call, event, isolated_api  # noqa: E402
 from tests.integration.test_concurrency import violations  # noqa: E402
@@ -473,6 +474,10 @@ The seed's sweep scans the whole table: {base["sweep_items_read"]}.
 | module | ms | ratio to `import boto3` |
 |---|---|---|
 {imports}
+
+## Idle cost a month
+
+{cost.section()}
 """
 
 
