@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,18 @@ def test_history_dry_run_and_escalation_parameters_reach_every_function() -> Non
         "AttributeName": "ttl",
         "Enabled": True,
     }
+
+
+def test_the_functions_requirements_are_generated_from_the_lock() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/requirements.py", "--check"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shipped = {
+        line.split("==")[0]
+        for line in (ROOT / "functions" / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    }
+    # What the runtime has is not shipped, nor the X-Ray SDK (it would drag botocore along)
+    assert shipped.isdisjoint({"boto3", "botocore", "s3transfer", "urllib3", "aws-xray-sdk"})
+    assert {"aws-lambda-powertools", "pydantic"} <= shipped
