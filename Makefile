@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 
 CHECKOV := $(UV) tool run --python 3.13 --from checkov==3.3.30 checkov
 
-.PHONY: setup lint format validate security test build local deploy openapi bench
+.PHONY: setup lint format validate security test build local deploy openapi bench cost requirements sizes
 
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
@@ -50,3 +50,17 @@ openapi: setup
 # Figures on emulated AWS, autoblock beside the seed's design: docs/benchmarks.md and .json.
 bench: setup
 	$(RUN) python -m bench.run
+
+# The idle cost a month, computed from template.yaml: rewrites the cost section of README.md and
+# docs/benchmarks.md (a test fails when they are stale).
+cost: setup
+	$(RUN) python -m bench.cost --write
+
+# functions/requirements.txt from uv.lock: what the functions ship, minus what the Lambda runtime
+# provides (a test fails when it drifts from the lock).
+requirements: setup
+	$(RUN) python scripts/requirements.py
+
+# Each function's package after `make build`, in MB; fails if one ships boto3 or botocore.
+sizes:
+	$(RUN) python -m bench.cost --sizes

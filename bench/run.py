@@ -56,6 +56,7 @@ from autoblock_local.emulator import (  # noqa: E402
 )
 from autoblock_local.invariants import violations  # noqa: E402
 from autoblock_local.invoke import call, event, isolated_api  # noqa: E402
+from bench import cost  # noqa: E402
 from bench.baseline import Seed, create_table  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -508,6 +509,10 @@ The seed's sweep scans the whole table: {base["sweep_items_read"]}.
 | module | ms | ratio to `import boto3` |
 |---|---|---|
 {imports}
+
+## Idle cost a month
+
+{cost.section()}
 """
 
 

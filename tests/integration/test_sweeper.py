@@ -295,6 +295,51 @@ def test_every_repair_is_logged_and_emitted_as_a_metric(
     metrics = [line for line in lines if "_aws" in line and "SweeperRepairs" in line]
     assert [(m["Kind"], m["SweeperRepairs"]) for m in metrics] == [("orphan_removed", [1.0])]
     assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "autoblock"
-    in_use = {(m["NaclId"], m["Direction"]): m["SlotsInUse"] for m in lines if "SlotsInUse" in m}
-    assert in_use == {(n, d): [0.0] for n in swept.nacl_ids for d in ("ingress", "egress")}
-    assert [m["SlotsInUsePercentMax"] for m in lines if "SlotsInUsePercentMax" in m] == [[0.0]]
+    assert [(m["service"], m["SweeperRepairsTotal"]) for m in lines if "SweeperRepairsTotal" in m] == [
+        ("autoblock", [1.0])
+    ]
+    # Nothing is live: no slot or live-block metric (missing data is no alarm)
+    assert not [m for m in lines if "SlotsInUsePercentMax" in m or "LiveBlocks" in m]
+
+
+def _published(out: str) -> list[str]:
+    """The metric names the sweeper published (a workflow still running prints its own Blocks*)."""
+    return sorted(
+        m["Name"]
+        for line in out.splitlines()
+        if line.startswith("{") and "_aws" in (record := json.loads(line))
+        for d in record["_aws"]["CloudWatchMetrics"]
+        for m in d["Metrics"]
+        if not m["Name"].startswith("Blocks")
+    )
+
+
+def test_an_idle_sweep_publishes_no_metric_and_logs_nothing(
+    swept: Stack, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    capsys.readouterr()
+
+    summary = sweep()
+
+    # Then: nothing to say, nothing said: no custom metric, no log line, no warning on stderr
+    assert summary["repairs"] == {} and summary["live_blocks"] == 0
+    out, err = capsys.readouterr()
+    assert _published(out) == []
+    assert [line for line in (out + err).splitlines() if line.strip()] == []
+    assert [str(w.message) for w in recwarn] == []
+
+
+def test_a_sweep_with_live_blocks_publishes_their_count_and_the_fullest_range(
+    swept: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    block("203.0.113.50")
+    capsys.readouterr()
+
+    summary = sweep()
+
+    out = capsys.readouterr().out
+    assert _published(out) == ["LiveBlocks", "SlotsInUsePercentMax"]
+    (fullest,) = [
+        json.loads(line)["SlotsInUsePercentMax"] for line in out.splitlines() if "SlotsInUsePercentMax" in line
+    ]
+    assert fullest == [summary["slots_in_use_percent_max"]] == [100 / swept.rule_limit]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,29 +106,78 @@ def _emitted_metric_names() -> set[str]:
 
 
 def test_every_alarm_watches_a_metric_that_exists_and_notifies_the_topic() -> None:
-    alarms = {name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    alarms = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert set(alarms) == {
         "FailedExecutionsAlarm",
-        "SweeperErrorsAlarm",
         "SweeperRepairsAlarm",
         "SlotsHighAlarm",
         "LambdaErrorsAlarm",
         "LambdaThrottlesAlarm",
     }
-    for props in alarms.values():
-        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    ours = {p["MetricName"] for p in alarms.values() if p.get("Namespace") == "autoblock"}
+    for alarm in alarms.values():
+        assert alarm["Condition"] == "AlarmsOn"
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        # Missing data is no alarm: the sweeper publishes only when it has something to say
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+    props = {name: a["Properties"] for name, a in alarms.items()}
+    ours = {p["MetricName"] for p in props.values() if p.get("Namespace") == "autoblock"}
     assert ours == {"SweeperRepairsTotal", "SlotsInUsePercentMax"}
     assert ours <= _emitted_metric_names()
-    assert alarms["SlotsHighAlarm"]["Threshold"] == 80
+    assert props["SlotsHighAlarm"]["Threshold"] == 80
     for name in ("LambdaErrorsAlarm", "LambdaThrottlesAlarm"):
         watched = {
             m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-            for m in alarms[name]["Metrics"]
+            for m in props[name]["Metrics"]
             if "MetricStat" in m
         }
         assert watched == set(FUNCTIONS)
-    assert RESOURCES["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+    assert RESOURCES["AlarmTopic"]["Condition"] == "AlarmsOn"
+    assert RESOURCES["AlarmEmailSubscription"]["Condition"] == "MailAlarms"
+    assert TEMPLATE["Parameters"]["AlarmsEnabled"]["Default"] == "true"
+
+
+def test_the_dashboard_is_a_choice_off_by_default() -> None:
+    assert RESOURCES["Dashboard"]["Condition"] == "DashboardOn"
+    assert TEMPLATE["Parameters"]["DashboardEnabled"]["Default"] == "false"
+    assert TEMPLATE["Outputs"]["DashboardName"]["Condition"] == "DashboardOn"
+
+
+def _log_group_of(name: str, function: dict) -> dict | None:
+    """The stack's log group a function writes to: its LoggingConfig.LogGroup, or the group named
+    /aws/lambda/<function> (where Lambda writes by default)."""
+    configured = function["Properties"].get("LoggingConfig", {}).get("LogGroup")
+    for group_name, group in RESOURCES.items():
+        if group["Type"] != "AWS::Logs::LogGroup":
+            continue
+        if configured == {"Ref": group_name}:
+            return group
+        if group["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}:
+            return group
+    return None
+
+
+def test_every_log_group_expires() -> None:
+    groups = [r for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert groups
+    for group in groups:
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert {name for name, function in FUNCTIONS.items() if _log_group_of(name, function) is None} == set()
+    assert set(FUNCTIONS) == {"ApiFunction", "TaskFunction", "SweeperFunction"}
+
+
+def test_the_sweeper_is_not_traced_and_logs_no_line_per_run() -> None:
+    (sweeper_function,) = [
+        f for f in FUNCTIONS.values() if f["Properties"]["Handler"] == "autoblock.handlers.sweeper.lambda_handler"
+    ]
+    props = sweeper_function["Properties"]
+    assert props["Tracing"] == "PassThrough"
+    assert props["LoggingConfig"]["SystemLogLevel"] == "WARN"
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+
+
+def test_the_table_is_encrypted_with_the_aws_owned_key() -> None:
+    # DynamoDB encrypts every table; SSEEnabled: true would switch to the aws/dynamodb KMS key
+    assert "SSESpecification" not in RESOURCES["BlocksTable"]["Properties"]
 
 
 def test_the_dashboard_shows_metrics_the_code_emits() -> None:
@@ -158,3 +209,18 @@ def test_history_dry_run_and_escalation_parameters_reach_every_function() -> Non
         "AttributeName": "ttl",
         "Enabled": True,
     }
+
+
+def test_the_functions_requirements_are_generated_from_the_lock() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/requirements.py", "--check"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shipped = {
+        line.split("==")[0]
+        for line in (ROOT / "functions" / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    }
+    # What the runtime has is not shipped, nor the X-Ray SDK (it would drag botocore along)
+    assert shipped.isdisjoint({"boto3", "botocore", "s3transfer", "urllib3", "aws-xray-sdk"})
+    assert {"aws-lambda-powertools", "pydantic"} <= shipped
