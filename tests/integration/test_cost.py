@@ -8,8 +8,8 @@ import boto3
 
 from autoblock.handlers import sweeper, wiring
 from autoblock_local.emulator import FakeLambdaContext
-from bench import cost
 from autoblock_local.invoke import event
+from bench import cost
 from tests.integration.conftest import Stack
 
 
