@@ -142,12 +142,13 @@ def _is_metric(line: str) -> bool:
 
 class _NotHandledYet(logging.Filter):
     """Records that no logger on their way to the root has written already (a Powertools logger
-    writes its own service's records; its children propagate to it)."""
+    writes its own service's records; its children propagate to it). A NullHandler writes nothing:
+    logging puts one on ``py.warnings`` when it captures warnings."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         current: logging.Logger | None = logging.getLogger(record.name)
         while current is not None and current is not logging.root:
-            if current.handlers:
+            if any(not isinstance(h, logging.NullHandler) for h in current.handlers):
                 return False
             if not current.propagate:
                 return True
