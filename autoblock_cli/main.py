@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -388,11 +389,18 @@ def send_event(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A whole EventBridge event as JSON")
     ],
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, metavar="SECONDS", help="How long to wait for a GuardDuty finding's blocks (0: not at all)"
+        ),
+    ] = 10.0,
     output: OutputOption = Output.table,
 ) -> None:
     """Put an EventBridge event (e.g. a GuardDuty finding) on the local stack's emulated AWS."""
     try:
-        entry = put_events_entry(json.loads(file.read_text()))
+        event = json.loads(file.read_text())
+        entry = put_events_entry(event)
     except ValueError as exc:
         raise typer.BadParameter(f"{file}: {exc}") from None
     try:
@@ -439,6 +447,63 @@ def send_event(
         )
     if output is Output.table:
         console().print(f"sent: event id {result['Entries'][0].get('EventId')}")
+        finding = event.get("detail", {}).get("id") if event.get("source") == "aws.guardduty" else None
+        if isinstance(finding, str) and wait > 0:
+            _show_blocks_of_finding(state, finding, wait)
+
+
+def _show_blocks_of_finding(state: dict[str, Any], finding: str, seconds: float) -> None:
+    """The finding's blocks once the template's rule and the workflow have made and applied them."""
+    api = Client(Connection(state["url"], state["token"], "local stack"), _stderr if OPTIONS.verbose else None)
+    source = f"guardduty:{finding}"
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            blocks = api.request("GET", "/blocks").body.get("blocks", [])
+        except (ApiError, Unreachable) as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        mine = [b for b in blocks if b.get("source") == source]
+        if (mine and all(b.get("state") != "pending" for b in mine)) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    if not mine:
+        _stderr(
+            f"no block from finding {finding} within {seconds:g} s: it may name nothing to block, or an address "
+            "already blocked (its block was extended); the local stack's log says which"
+        )
+        return
+    for block in mine:
+        console().print(
+            f"{block.get('state')}: {block.get('ip')} {block.get('direction')} "
+            f"(block {render.short_id(str(block.get('id', '')))}, {render.time_left(block)} left)"
+        )
+
+
+@app.command("env")
+def env_(
+    aws: Annotated[
+        bool, typer.Option("--aws", help="Also AWS's variables for the emulator: dummy keys, region, endpoint")
+    ] = False,
+) -> None:
+    """Shell exports for the running local stack: eval "$(uv run autoblock env)" (prints its token)."""
+    try:
+        state = local_state(os.environ, OPTIONS.port)
+    except NotFound as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    lines = [f"export AUTOBLOCK_URL={shlex.quote(state['url'])} AUTOBLOCK_TOKEN={shlex.quote(state['token'])}"]
+    endpoint = state.get("aws_endpoint")
+    if aws:
+        if not isinstance(endpoint, str) or not is_local(endpoint):
+            fail(f"the local stack's aws_endpoint ({endpoint!r}) is not on this machine", EXIT_USAGE)
+        region = str(state.get("region") or "us-east-1")
+        lines += [
+            "unset AWS_PROFILE AWS_SESSION_TOKEN",  # the emulator's dummy keys, not a profile's
+            "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+            f"AWS_DEFAULT_REGION={shlex.quote(region)} AWS_ENDPOINT_URL={shlex.quote(endpoint)}",
+        ]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def main() -> None:

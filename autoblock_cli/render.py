@@ -79,7 +79,7 @@ def short_id(block_id: str) -> str:
 def _source_width(console: Console) -> int:
     """A source label (``api:<request id>``, ``guardduty:<finding id>``) whole on a wide terminal, its start
     on a narrower one (``show`` and ``--output json`` have it whole)."""
-    return 80 if console.width >= 160 else 20
+    return 80 if console.width >= 160 else 24 if console.width >= 120 else 16
 
 
 def _clip(text: str, width: int) -> str:
