@@ -460,8 +460,9 @@ def _show_blocks_of_finding(state: dict[str, Any], finding: str, seconds: float)
     while True:
         try:
             blocks = api.request("GET", "/blocks").body.get("blocks", [])
-        except (ApiError, Unreachable) as exc:
-            fail(str(exc), EXIT_UNREACHABLE)
+        except (ApiError, Unreachable) as exc:  # the event is sent; only what it made is unknown
+            _stderr(f"the finding's blocks cannot be listed: {exc}")
+            return
         mine = [b for b in blocks if b.get("source") == source]
         if (mine and all(b.get("state") != "pending" for b in mine)) or time.monotonic() >= deadline:
             break

@@ -725,3 +725,26 @@ def test_a_dry_run_says_what_would_have_happened_and_a_repeat_says_extended() ->
     assert done.exit_code == 0, done.stderr
     assert done.stdout.startswith("dry run: 203.0.113.7/32: would deny 203.0.113.7/32 for 3600 s in acl-0a1")
     assert again.stdout.startswith("extended the live block: 203.0.113.7/32\n")
+
+
+def test_env_prints_the_local_stack_s_exports_for_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "autoblock" / "local-3100.json"
+    state.parent.mkdir()
+    state.write_text(
+        json.dumps(
+            {"url": "http://127.0.0.1:3100", "port": 3100, "token": TOKEN, "aws_endpoint": "http://127.0.0.1:3101"}
+        )
+    )
+    monkeypatch.delenv("AUTOBLOCK_LOCAL_STATE")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    plain = _Runner().invoke(app, ["env"])
+    aws = _Runner().invoke(app, ["--port", "3100", "env", "--aws"])
+
+    assert plain.exit_code == 0, plain.stderr
+    assert plain.stdout == f"export AUTOBLOCK_URL=http://127.0.0.1:3100 AUTOBLOCK_TOKEN={TOKEN}\n"
+    assert aws.stdout.splitlines()[1:] == [
+        "unset AWS_PROFILE AWS_SESSION_TOKEN",
+        "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "
+        "AWS_ENDPOINT_URL=http://127.0.0.1:3101",
+    ]
