@@ -77,16 +77,17 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def hints(port: int, token: str, endpoint: str) -> list[str]:
+def hints(port: int, endpoint: str) -> list[str]:
     """Commands to paste into a new shell in the repository: each carries what it needs (the stack's
-    port, the token, the emulator's dummy credentials) rather than relying on an export."""
+    port, the emulator's dummy credentials; curl takes the URL and token from `autoblock env`, so the
+    token is printed once) rather than relying on an export made elsewhere."""
     from autoblock_local.emulator import REGION
 
     cli = f"uv run autoblock --port {port}"
     credentials = f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={REGION}"
     return [
         f"{cli} block 203.0.113.9 --for 2m --reason 'a first try'",
-        f"curl -s -H 'Authorization: Bearer {token}' http://127.0.0.1:{port}/blocks",
+        f'eval "$({cli} env)" && curl -s -H "Authorization: Bearer $AUTOBLOCK_TOKEN" "$AUTOBLOCK_URL/blocks"',
         f"{credentials} aws ec2 describe-network-acls --endpoint-url {endpoint}",
         f"{cli} send-event events/guardduty_ssh_bruteforce.json",
     ]
@@ -389,7 +390,7 @@ def _local_stack(
                     f"  handler logs  {log_path}",
                     "",
                     f"Try, in {ROOT} (each line works as it is, in a new shell):",
-                    *(f"  {hint}" for hint in hints(args.port, token, endpoint)),
+                    *(f"  {hint}" for hint in hints(args.port, endpoint)),
                     "ready",
                 ]
             )
