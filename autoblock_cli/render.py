@@ -112,7 +112,8 @@ def fitted(console: Console, columns: list[Column], title: str | None = None) ->
     """A table of ``columns`` within the console's width, or None when even the kept columns do not fit."""
 
     def needed(kept: list[Column]) -> int:
-        return sum(min(c.width, c.minimum) if c.flexible else c.width for c in kept) + GAP * (len(kept) - 1)
+        # rich pads the last column on the right too, pad_edge or not
+        return sum(min(c.width, c.minimum) if c.flexible else c.width for c in kept) + GAP * (len(kept) - 1) + 1
 
     kept = list(columns)
     droppable = sorted((c for c in columns if c.drop is not None), key=lambda c: c.drop or 0)
@@ -149,7 +150,7 @@ def _records(console: Console, columns: list[Column], title: str | None) -> None
         console.print(title)
     for row in zip(*(c.values for c in columns), strict=True):
         for column, value in zip(columns, row, strict=True):
-            console.print(f"{column.header}: {value}", soft_wrap=True)
+            console.print(f"{column.header}: {value}")  # wrapped between words
         console.print()
 
 

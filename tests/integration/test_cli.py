@@ -748,3 +748,32 @@ def test_env_prints_the_local_stack_s_exports_for_eval(tmp_path: Path, monkeypat
         "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "
         "AWS_ENDPOINT_URL=http://127.0.0.1:3101",
     ]
+
+
+def test_no_terminal_width_cuts_an_id_an_address_or_a_time() -> None:
+    import io
+
+    from rich.console import Console
+
+    from autoblock_cli import render
+
+    for width in range(56, 201):
+        out = io.StringIO()
+        console = Console(width=width, file=out, markup=False, emoji=False, highlight=False)
+        render.block_list(console, [GUARDDUTY_BLOCK, API_BLOCK])
+        render.status(console, WIDE_STATUS)
+        render.history(console, {"ip": "203.0.113.8/32", "events": TWO_DAYS})
+        assert_fits(
+            out.getvalue(),
+            width,
+            [
+                *["73dc5160", "93fd5be9", "203.0.113.7/32", API_BLOCK["ip"], "acl-0a1b2c3d4e5f60718", "direction"],
+                *[
+                    "2026-11-28 15:00:00",
+                    "2026-11-29 00:00:01",
+                    BLOCK,
+                    API_BLOCK["id"],
+                    "when full: evict-soonest-expiring",
+                ],
+            ],
+        )
