@@ -192,7 +192,7 @@ def test_every_logger_ends_in_the_log_file_and_none_on_the_terminal(tmp_path: Pa
     target = (tmp_path / "local.log").open("w")
     log = stack.LogFile(target, drop_metrics=True)
     root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    saved = (list(root.handlers), root.level, logging.getLogger("service_undefined").level)
     early = logging.getLogger("early")
     early.addHandler(logging.StreamHandler(terminal))  # bound to the terminal before the routing
     try:
@@ -209,6 +209,7 @@ def test_every_logger_ends_in_the_log_file_and_none_on_the_terminal(tmp_path: Pa
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.getLogger("service_undefined").setLevel(saved[2])
         early.handlers.clear()
         logging.captureWarnings(False)
         log.close()
