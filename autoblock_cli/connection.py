@@ -7,12 +7,12 @@ variable): a token found for one stack is never sent to another stack's URL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from autoblock_local import state
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 NO_STACK = "no local stack is running: start one with `make local`, or pass --url and --token"
@@ -52,26 +52,32 @@ def is_local(url: str) -> bool:
     return urlsplit(url).hostname in LOCAL_HOSTS
 
 
-def state_file(env: Mapping[str, str]) -> Path:
-    """$AUTOBLOCK_LOCAL_STATE, else ${XDG_STATE_HOME:-~/.local/state}/autoblock/local.json."""
-    if env.get("AUTOBLOCK_LOCAL_STATE"):
-        return Path(env["AUTOBLOCK_LOCAL_STATE"])
-    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
-    return base / "autoblock" / "local.json"
+def local_state(env: Mapping[str, str], port: int | None = None) -> dict[str, Any]:
+    """The state of the running local stack: the only one, or the one on ``port``; else NotFound/ConfigError."""
+    found = state.running(env)
+    if port is not None:
+        found = [f for f in found if f.port == port or (f.port is None and _port_of(f.state) == port)]
+        if not found:
+            raise NotFound(
+                f"no local stack is running on port {port}: start one with `make local ARGS='--port {port}'`"
+            )
+    if not found:
+        raise NotFound(NO_STACK)
+    if len(found) > 1:
+        ports = ", ".join(str(f.port or _port_of(f.state) or "?") for f in found)
+        raise ConfigError(
+            f"{len(found)} local stacks are running (API ports {ports}): choose one with --port PORT, "
+            "or pass --url and --token"
+        )
+    (one,) = found
+    if not isinstance(one.state.get("url"), str) or not isinstance(one.state.get("token"), str):
+        raise ConfigError(f"cannot read the local stack's state file {one.path}: it has no url and token")
+    return {**one.state, "state_file": str(one.path)}
 
 
-def local_state(env: Mapping[str, str]) -> dict[str, Any]:
-    """The running local stack's state file, or NotFound."""
-    path = state_file(env)
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise NotFound(NO_STACK) from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the local stack's state file {path}: {type(exc).__name__}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("url"), str) or not isinstance(state.get("token"), str):
-        raise ConfigError(f"the local stack's state file {path} has no url and token")
-    return state
+def _port_of(found: dict[str, Any]) -> int | None:
+    url = found.get("url")
+    return urlsplit(url).port if isinstance(url, str) else None
 
 
 def from_stack(name: str, region: str | None) -> Connection:
@@ -101,6 +107,7 @@ def resolve(
     stack: str | None,
     region: str | None,
     env: Mapping[str, str],
+    port: int | None = None,
 ) -> Connection:
     """The API to talk to, in the contract's order."""
     given_url = url or env.get("AUTOBLOCK_URL") or None
@@ -108,10 +115,20 @@ def resolve(
     if given_url and given_token:
         return Connection(given_url, given_token, "--url/--token or AUTOBLOCK_URL/AUTOBLOCK_TOKEN")
     if given_url:
-        raise ConfigError("a URL without a token: pass --token or set AUTOBLOCK_TOKEN")
+        where = "--url" if url else "AUTOBLOCK_URL"
+        raise ConfigError(
+            f"{where} names the API but no token goes with it: add --token TOKEN or set AUTOBLOCK_TOKEN "
+            "(a deployed stack's token: see README, The token)"
+        )
     if given_token:
-        raise ConfigError("a token without a URL: pass --url or set AUTOBLOCK_URL")
+        where = "--token" if token else "AUTOBLOCK_TOKEN"
+        raise ConfigError(
+            f"{where} is a token for no URL: add --url URL (the API's address, e.g. "
+            "https://abc123.execute-api.us-east-1.amazonaws.com/v1, the stack's ApiUrl output) "
+            "or set AUTOBLOCK_URL; "
+            f"for the local stack leave out {where}"
+        )
     if stack:
         return from_stack(stack, region)
-    state = local_state(env)
-    return Connection(state["url"], state["token"], f"local stack ({state_file(env)})")
+    found = local_state(env, port)
+    return Connection(found["url"], found["token"], f"local stack ({found['state_file']})")

@@ -6,7 +6,10 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import sys
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 BLOCK_ID = re.compile(r"[0-9a-f]{32}")  # autoblock.models.BLOCK_ID_PATTERN
+SHORT_ID = re.compile(r"[0-9a-f]{4,32}")  # the start of one, as git takes a commit's
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 app = typer.Typer(
@@ -59,6 +63,7 @@ class Options:
     token: str | None = None
     stack: str | None = None
     region: str | None = None
+    port: int | None = None
     verbose: bool = False
 
 
@@ -92,14 +97,20 @@ def options(
         str | None, typer.Option(help="A deployed stack's name: its ApiUrl output and token secret")
     ] = None,
     region: Annotated[str | None, typer.Option(help="The AWS region of --stack")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="The local stack whose API is on this port, when several are running")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say where the API is and each request")] = False,
 ) -> None:
-    OPTIONS.url, OPTIONS.token, OPTIONS.stack, OPTIONS.region, OPTIONS.verbose = url, token, stack, region, verbose
+    OPTIONS.url, OPTIONS.token, OPTIONS.stack, OPTIONS.region = url, token, stack, region
+    OPTIONS.port, OPTIONS.verbose = port, verbose
 
 
 def client() -> Client:
     try:
-        connection: Connection = resolve(OPTIONS.url, OPTIONS.token, OPTIONS.stack, OPTIONS.region, os.environ)
+        connection: Connection = resolve(
+            OPTIONS.url, OPTIONS.token, OPTIONS.stack, OPTIONS.region, os.environ, OPTIONS.port
+        )
     except NotFound as exc:
         fail(str(exc), EXIT_UNREACHABLE)
     except ConfigError as exc:
@@ -147,9 +158,16 @@ def block(
     source: Annotated[
         str | None, typer.Option(help="A label naming the detector, e.g. elastalert:ssh-brute-force")
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=0, metavar="SECONDS", help="How long to wait for the workflow to apply the block"),
+    ] = 10.0,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Answer at once, possibly pending")] = False,
     output: OutputOption = Output.table,
 ) -> None:
-    """Block an address (or extend its live block)."""
+    """Block an address (or extend its live block), and say what happened."""
+    if no_wait:
+        wait = 0.0
     body: dict[str, Any] = {"ip": ip}
     seconds = duration_option(for_)
     if seconds is not None:
@@ -162,12 +180,63 @@ def block(
         body["dry_run"] = True
     if source is not None:
         body["source"] = source
-    answer = call("POST", "/blocks", body)
+    try:
+        answer = client().request("POST", "/blocks", body)
+    except ApiError as exc:
+        fail(f"refused: {exc}", EXIT_REFUSED)
+    except Unreachable as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    created = answer.status == 202
+    if answer.body.get("state") == "pending" and wait > 0:
+        answer = _wait_while_pending(answer, wait)
+    outcome = _outcome(answer.body, created)
     if output is Output.json:
         emit_json(answer)
-        return
-    headline = "created" if answer.status == 202 else "extended the live block" if answer.status == 200 else ""
-    render.block_detail(console(), answer.body, headline and f"{headline}: {answer.body.get('ip')}")
+    else:
+        render.block_detail(console(), answer.body, outcome.headline)
+    if outcome.note:
+        _stderr(outcome.note)
+    if outcome.failed:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+POLL_SECONDS = 0.25
+
+
+def _wait_while_pending(answer: Answer, seconds: float) -> Answer:
+    """GET /blocks/{id} until the workflow has moved the block on from pending, or ``seconds`` pass."""
+    block_id = str(answer.body.get("id", ""))
+    deadline = time.monotonic() + seconds
+    while answer.body.get("state") == "pending" and time.monotonic() < deadline:
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        answer = call("GET", f"/blocks/{quote(block_id)}")
+    return answer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    headline: str  # what happened, first line of the table output
+    note: str | None = None  # on stderr
+    failed: bool = False  # exit 1
+
+
+def _outcome(block: dict[str, Any], created: bool) -> Outcome:
+    ip, state, reason = block.get("ip"), block.get("state"), block.get("end_reason") or ""
+    if state == "dry-run":
+        return Outcome(f"dry run: {ip}: {reason or 'nothing was written to any NACL'}")
+    if state in ("rejected", "failed"):
+        return Outcome(f"{state}: {ip}", f"error: the block was {state}: {reason or 'no reason given'}", failed=True)
+    if state == "pending":
+        short = render.short_id(str(block.get("id", "")))
+        return Outcome(
+            f"pending: {ip}",
+            f"the workflow has not applied it yet: `autoblock show {short}` tells when it has",
+        )
+    if not created:
+        return Outcome(f"extended the live block: {ip}")
+    if state == "active":
+        return Outcome(f"created: {ip}")
+    return Outcome(f"{state}: {ip}")
 
 
 @app.command("list")
@@ -181,14 +250,30 @@ def list_(output: OutputOption = Output.table) -> None:
 
 
 def _block_id(text: str) -> str:
-    if not BLOCK_ID.fullmatch(text):
-        raise typer.BadParameter(f"'{text}' is not a block id (32 lowercase hex characters)", param_hint="'ID'")
-    return text
+    """A whole block id, or the unique live block whose id starts with ``text`` (4 hex characters or more)."""
+    if BLOCK_ID.fullmatch(text):
+        return text
+    if not SHORT_ID.fullmatch(text):
+        raise typer.BadParameter(
+            f"'{text}' is not a block id (32 lowercase hex characters, or the first 4 or more of them)",
+            param_hint="'ID'",
+        )
+    blocks = call("GET", "/blocks").body.get("blocks", [])
+    matches = sorted({str(b["id"]) for b in blocks if str(b.get("id", "")).startswith(text)})
+    if len(matches) > 1:
+        fail(f"{text} is the start of {len(matches)} block ids: {', '.join(matches)}; give more of it", EXIT_USAGE)
+    if not matches:
+        fail(
+            f"no live block's id starts with {text}; an ended block needs its whole id "
+            "(`autoblock history ADDRESS` lists them)",
+            EXIT_REFUSED,
+        )
+    return matches[0]
 
 
 @app.command()
 def show(
-    block_id: Annotated[str, typer.Argument(metavar="ID", help="The block's id")],
+    block_id: Annotated[str, typer.Argument(metavar="ID", help="The block's id, or its first characters")],
     output: OutputOption = Output.table,
 ) -> None:
     """Show one block, live or ended."""
@@ -197,6 +282,12 @@ def show(
         emit_json(answer)
         return
     render.block_detail(console(), answer.body)
+
+
+def _looks_like_short_id(text: str) -> bool:
+    """Hex, 4 to 31 characters, and not an address (``abcd`` or ``2001`` alone is never an address;
+    an IPv6 address has colons)."""
+    return bool(SHORT_ID.fullmatch(text))
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -208,12 +299,14 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 @app.command()
 def unblock(
-    target: Annotated[str, typer.Argument(metavar="ID|ADDRESS", help="A block id, or the address/CIDR it blocks")],
+    target: Annotated[
+        str, typer.Argument(metavar="ID|ADDRESS", help="A block id (or its first characters), or the address it blocks")
+    ],
     output: OutputOption = Output.table,
 ) -> None:
     """Remove a block now: by id, or by the address or CIDR of its live block."""
-    if BLOCK_ID.fullmatch(target):
-        block_id = target
+    if BLOCK_ID.fullmatch(target) or _looks_like_short_id(target):
+        block_id = _block_id(target)
     else:
         network = _network(target)
         blocks = call("GET", "/blocks").body.get("blocks", [])
@@ -247,12 +340,14 @@ def status(output: OutputOption = Output.table) -> None:
 
 @app.command()
 def history(
-    target: Annotated[str, typer.Argument(metavar="ADDRESS|ID", help="An address or CIDR, or a block id")],
+    target: Annotated[
+        str, typer.Argument(metavar="ADDRESS|ID", help="An address or CIDR, or a block id (or its first characters)")
+    ],
     output: OutputOption = Output.table,
 ) -> None:
     """What happened to an address, or to one block, oldest first."""
-    if BLOCK_ID.fullmatch(target):
-        answer = call("GET", f"/blocks/{quote(target)}/history")
+    if BLOCK_ID.fullmatch(target) or _looks_like_short_id(target):
+        answer = call("GET", f"/blocks/{quote(_block_id(target))}/history")
     else:
         _network_loose(target)
         answer = call("GET", "/history", query={"ip": target})
@@ -294,15 +389,22 @@ def send_event(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A whole EventBridge event as JSON")
     ],
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, metavar="SECONDS", help="How long to wait for a GuardDuty finding's blocks (0: not at all)"
+        ),
+    ] = 10.0,
     output: OutputOption = Output.table,
 ) -> None:
     """Put an EventBridge event (e.g. a GuardDuty finding) on the local stack's emulated AWS."""
     try:
-        entry = put_events_entry(json.loads(file.read_text()))
+        event = json.loads(file.read_text())
+        entry = put_events_entry(event)
     except ValueError as exc:
         raise typer.BadParameter(f"{file}: {exc}") from None
     try:
-        state = local_state(os.environ)
+        state = local_state(os.environ, OPTIONS.port)
     except NotFound as exc:
         fail(str(exc), EXIT_UNREACHABLE)
     except ConfigError as exc:
@@ -345,6 +447,64 @@ def send_event(
         )
     if output is Output.table:
         console().print(f"sent: event id {result['Entries'][0].get('EventId')}")
+        finding = event.get("detail", {}).get("id") if event.get("source") == "aws.guardduty" else None
+        if isinstance(finding, str) and wait > 0:
+            _show_blocks_of_finding(state, finding, wait)
+
+
+def _show_blocks_of_finding(state: dict[str, Any], finding: str, seconds: float) -> None:
+    """The finding's blocks once the template's rule and the workflow have made and applied them."""
+    api = Client(Connection(state["url"], state["token"], "local stack"), _stderr if OPTIONS.verbose else None)
+    source = f"guardduty:{finding}"
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            blocks = api.request("GET", "/blocks").body.get("blocks", [])
+        except (ApiError, Unreachable) as exc:  # the event is sent; only what it made is unknown
+            _stderr(f"the finding's blocks cannot be listed: {exc}")
+            return
+        mine = [b for b in blocks if b.get("source") == source]
+        if (mine and all(b.get("state") != "pending" for b in mine)) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    if not mine:
+        _stderr(
+            f"no block from finding {finding} within {seconds:g} s: it may name nothing to block, or an address "
+            "already blocked (its block was extended); the local stack's log says which"
+        )
+        return
+    for block in mine:
+        console().print(
+            f"{block.get('state')}: {block.get('ip')} {block.get('direction')} "
+            f"(block {render.short_id(str(block.get('id', '')))}, {render.time_left(block)} left)"
+        )
+
+
+@app.command("env")
+def env_(
+    aws: Annotated[
+        bool, typer.Option("--aws", help="Also AWS's variables for the emulator: dummy keys, region, endpoint")
+    ] = False,
+) -> None:
+    """Shell exports for the running local stack: eval "$(uv run autoblock env)" (prints its token)."""
+    try:
+        state = local_state(os.environ, OPTIONS.port)
+    except NotFound as exc:
+        fail(str(exc), EXIT_UNREACHABLE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    lines = [f"export AUTOBLOCK_URL={shlex.quote(state['url'])} AUTOBLOCK_TOKEN={shlex.quote(state['token'])}"]
+    endpoint = state.get("aws_endpoint")
+    if aws:
+        if not isinstance(endpoint, str) or not is_local(endpoint):
+            fail(f"the local stack's aws_endpoint ({endpoint!r}) is not on this machine", EXIT_USAGE)
+        region = str(state.get("region") or "us-east-1")
+        lines += [
+            "unset AWS_PROFILE AWS_SESSION_TOKEN",  # the emulator's dummy keys, not a profile's
+            "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+            f"AWS_DEFAULT_REGION={shlex.quote(region)} AWS_ENDPOINT_URL={shlex.quote(endpoint)}",
+        ]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def main() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -38,14 +41,6 @@ def rules_text(block: dict[str, Any]) -> str:
     return "\n".join(f"{r['nacl_id']} {r['direction']} #{r['rule_number']}" for r in rules) or "-"
 
 
-def nacl_rules(block: dict[str, Any]) -> str:
-    """``acl-1:10,11`` per NACL: the compact form for the list."""
-    numbers: dict[str, list[str]] = {}
-    for rule in block.get("rules") or []:
-        numbers.setdefault(rule["nacl_id"], []).append(str(rule["rule_number"]))
-    return "\n".join(f"{nacl}:{','.join(found)}" for nacl, found in numbers.items()) or "-"
-
-
 def block_detail(console: Console, block: dict[str, Any], headline: str | None = None) -> None:
     if headline:
         console.print(headline)
@@ -73,45 +68,136 @@ def block_detail(console: Console, block: dict[str, Any], headline: str | None =
     console.print(grid)
 
 
-WIDE = 120  # below it, `list` prints two lines a block instead of a table that would cut every column
+SHORT_ID = 8  # as git shortens a commit: enough to tell blocks apart, accepted back by show/unblock/history
+GAP = 2  # spaces between columns
+
+
+def short_id(block_id: str) -> str:
+    return block_id[:SHORT_ID]
+
+
+def _source_width(console: Console) -> int:
+    """A source label (``api:<request id>``, ``guardduty:<finding id>``) whole on a wide terminal, its start
+    on a narrower one (``show`` and ``--output json`` have it whole)."""
+    return 80 if console.width >= 160 else 24 if console.width >= 120 else 16
+
+
+def _clip(text: str, width: int) -> str:
+    return text if cell_len(text) <= width else text[: width - 1] + "…"
+
+
+@dataclass
+class Column:
+    """A column of a table that must fit the terminal without cutting an id, an address or a time:
+    every column is as wide as its widest value, except ``flexible`` ones (free text), which take
+    what is left (wrapped at spaces, or cut with an ellipsis when ``one_line``). When the terminal is
+    too narrow, columns with a ``drop`` rank go, lowest rank first."""
+
+    header: str
+    values: list[str]
+    drop: int | None = None
+    flexible: bool = False
+    one_line: bool = False
+    right: bool = False
+    minimum: int = 12
+
+    @property
+    def width(self) -> int:
+        return max(
+            [cell_len(self.header), *(max((cell_len(x) for x in v.split("\n")), default=0) for v in self.values)]
+        )
+
+
+def fitted(console: Console, columns: list[Column], title: str | None = None) -> Table | None:
+    """A table of ``columns`` within the console's width, or None when even the kept columns do not fit."""
+
+    def needed(kept: list[Column]) -> int:
+        # rich pads the last column on the right too, pad_edge or not
+        return sum(min(c.width, c.minimum) if c.flexible else c.width for c in kept) + GAP * (len(kept) - 1) + 1
+
+    kept = list(columns)
+    droppable = sorted((c for c in columns if c.drop is not None), key=lambda c: c.drop or 0)
+    while needed(kept) > console.width and droppable:
+        kept.remove(droppable.pop(0))
+    if needed(kept) > console.width:
+        return None
+    spare = console.width - needed(kept)  # what the flexible columns may take beyond their minimum
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, GAP - 1, 0, 0),  # and the box's blank divider: GAP spaces between columns
+    )
+    for column in kept:
+        table.add_column(
+            column.header,
+            justify="right" if column.right else "left",
+            no_wrap=not column.flexible or column.one_line,
+            overflow="ellipsis" if column.one_line else "fold",
+            min_width=None if column.flexible else column.width,
+            max_width=min(column.width, column.minimum + spare) if column.flexible else None,
+        )
+    for row in zip(*(c.values for c in kept), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def _records(console: Console, columns: list[Column], title: str | None) -> None:
+    """The last resort of a very narrow terminal: one ``header: value`` line per cell."""
+    if title:
+        console.print(title)
+    for row in zip(*(c.values for c in columns), strict=True):
+        for column, value in zip(columns, row, strict=True):
+            console.print(f"{column.header}: {value}")  # wrapped between words
+        console.print()
+
+
+def print_table(console: Console, columns: list[Column], title: str | None = None) -> None:
+    table = fitted(console, columns, title)
+    if table is None:
+        _records(console, columns, title)
+    else:
+        console.print(table)
+
+
+def rule_numbers(block: dict[str, Any]) -> str:
+    """The block's rule numbers, the same in most stacks across NACLs: ``10``, ``10,11``, ``in 10 out 12``."""
+    by_direction: dict[str, set[int]] = {}
+    for rule in block.get("rules") or []:
+        by_direction.setdefault(str(rule.get("direction")), set()).add(int(rule["rule_number"]))
+    if not by_direction:
+        return "-"
+    if len(by_direction) == 1:
+        return ",".join(str(n) for n in sorted(next(iter(by_direction.values()))))
+    return " ".join(
+        f"{'in' if d == 'ingress' else 'out'} {','.join(str(n) for n in sorted(numbers))}"
+        for d, numbers in sorted(by_direction.items(), reverse=True)
+    )
 
 
 def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
     if not blocks:
         console.print("no live blocks")
         return
-    title = f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''}"
-    if console.width < WIDE:
-        console.print(title)
-        for block in blocks:
-            state = f"{block.get('state', '')}{' (dry run)' if block.get('dry_run') else ''}"
-            console.print(
-                f"{block.get('id', '')}  {block.get('ip', '')}  {block.get('direction', '')}  {state}  "
-                f"{time_left(block)} left",
-                soft_wrap=True,
-                highlight=False,
-            )
-            rules = nacl_rules(block).replace("\n", " ")
-            console.print(f"    {rules}  {block.get('reason', '')}  ({block.get('source', '')})", highlight=False)
-        return
-    table = Table(title=title)
-    for column in ("id", "address", "direction", "state", "NACL:rules", "reason", "source", "expires", "left"):
-        # An address cut in two is misread; the id is what people copy.
-        table.add_column(column, overflow="fold", no_wrap=column in ("id", "address", "left"))
-    for block in blocks:
-        state = block.get("state", "")
-        table.add_row(
-            block.get("id", ""),
-            block.get("ip", ""),
-            block.get("direction", ""),
-            f"{state} (dry run)" if block.get("dry_run") else state,
-            nacl_rules(block),
-            block.get("reason", ""),
-            block.get("source", ""),
-            block.get("expires_at", ""),
-            time_left(block),
-        )
-    console.print(table)
+    title = f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''} (rule numbers in every NACL: autoblock show ID)"
+    states = [f"{b.get('state', '')}{' (dry run)' if b.get('dry_run') else ''}" for b in blocks]
+    print_table(
+        console,
+        [
+            Column("id", [short_id(str(b.get("id", ""))) for b in blocks]),
+            Column("address", [str(b.get("ip", "")) for b in blocks]),
+            Column("direction", [str(b.get("direction", "")) for b in blocks], drop=5),
+            Column("state", states),
+            Column("rule", [rule_numbers(b) for b in blocks], drop=4),
+            Column("left", [time_left(b) for b in blocks], right=True),
+            Column("expires (UTC)", [_clock(b.get("expires_at"), False) for b in blocks], drop=1),
+            Column("source", [_clip(str(b.get("source", "")), _source_width(console)) for b in blocks], drop=2),
+            Column("reason", [str(b.get("reason", "")) for b in blocks], flexible=True, one_line=True, drop=3),
+        ],
+        title,
+    )
 
 
 def _bar(taken: int, limit: int) -> str:
@@ -120,53 +206,78 @@ def _bar(taken: int, limit: int) -> str:
     return f"{'█' * filled}{'░' * (BAR_WIDTH - filled)} {share:.0%}"
 
 
+def _fields(console: Console, fields: list[str]) -> None:
+    """``key: value`` fields on as few lines as fit, a field never split."""
+    line = ""
+    for field_ in fields:
+        if line and cell_len(line) + 3 + cell_len(field_) > console.width:
+            console.print(line, soft_wrap=True)
+            line = ""
+        line = f"{line}   {field_}" if line else field_
+    if line:
+        console.print(line, soft_wrap=True)
+
+
 def status(console: Console, answer: dict[str, Any]) -> None:
     start, limit = answer.get("rule_number_start"), answer.get("rule_limit")
     rule_range = f"{start}-{start + limit - 1}" if isinstance(start, int) and isinstance(limit, int) else "?"
-    console.print(
-        f"active blocks: {answer.get('active_blocks')}   rule numbers: {rule_range}   "
-        f"when full: {answer.get('when_full')}   dry run: {'yes' if answer.get('dry_run') else 'no'}"
+    _fields(
+        console,
+        [
+            f"active blocks: {answer.get('active_blocks')}",
+            f"rule numbers: {rule_range}",
+            f"when full: {answer.get('when_full')}",
+            f"dry run: {'yes' if answer.get('dry_run') else 'no'}",
+        ],
     )
-    table = Table()
-    for column in ("NACL", "direction", "used", "foreign", "free", "limit", "taken"):
-        # A NACL id is what an operator copies: never cut.
-        table.add_column(
-            column,
-            justify="right" if column in ("used", "foreign", "free", "limit") else "left",
-            no_wrap=column in ("NACL", "taken"),
-        )
-    for slot in answer.get("slots") or []:
-        used, foreign, limit_ = slot.get("used", 0), slot.get("foreign", 0), slot.get("limit", 0)
-        table.add_row(
-            slot.get("nacl_id", ""),
-            slot.get("direction", ""),
-            str(used),
-            str(foreign),
-            str(slot.get("free", "")),
-            str(limit_),
-            _bar(used + foreign, limit_),
-        )
-    console.print(table)
+    slots = answer.get("slots") or []
+    used = [int(s.get("used", 0)) for s in slots]
+    foreign = [int(s.get("foreign", 0)) for s in slots]
+    limits = [int(s.get("limit", 0)) for s in slots]
+    print_table(
+        console,
+        [
+            Column("NACL", [str(s.get("nacl_id", "")) for s in slots]),
+            Column("direction", [str(s.get("direction", "")) for s in slots]),
+            Column("used", [str(n) for n in used], right=True),
+            Column("foreign", [str(n) for n in foreign], right=True, drop=3),
+            Column("free", [str(s.get("free", "")) for s in slots], right=True),
+            Column("limit", [str(n) for n in limits], right=True, drop=2),
+            Column("taken", [_bar(u + f, n) for u, f, n in zip(used, foreign, limits, strict=True)], drop=1),
+        ],
+    )
+
+
+def _clock(text: Any, time_only: bool) -> str:
+    """A UTC instant as ``HH:MM:SS`` (when the day is said elsewhere) or ``YYYY-MM-DD HH:MM:SS``; "-" if none."""
+    instant = _instant(text) if isinstance(text, str) else None
+    if instant is None:
+        return "-"
+    return instant.strftime("%H:%M:%S" if time_only else "%Y-%m-%d %H:%M:%S")
 
 
 def history(console: Console, answer: dict[str, Any]) -> None:
     events = answer.get("events") or []
-    subject = f"block {answer['block_id']} ({answer.get('ip')})" if answer.get("block_id") else str(answer.get("ip"))
+    one_block = bool(answer.get("block_id"))
+    subject = f"block {answer['block_id']} ({answer.get('ip')})" if one_block else str(answer.get("ip"))
     if not events:
         console.print(f"no history for {subject}")
         return
-    table = Table(title=f"history of {subject}")
-    for column in ("at", "event", "block", "source", "duration", "expires", "reason"):
-        table.add_column(column, overflow="fold", no_wrap=column == "event")
-    for event in events:
-        duration = event.get("duration")
-        table.add_row(
-            event.get("at", ""),
-            event.get("event", ""),
-            event.get("block_id", ""),
-            event.get("source", ""),
-            format_duration(duration) if isinstance(duration, int) else "-",
-            event.get("expires_at") or "-",
-            event.get("reason", ""),
-        )
-    console.print(table)
+    days = {str(e.get(k))[:10] for e in events for k in ("at", "expires_at") if e.get(k)}
+    same_day = len(days) == 1
+    title = f"history of {subject}" + (f", {days.pop()} (UTC)" if same_day else " (UTC)")
+    durations = [e.get("duration") for e in events]
+    ids = [str(e.get("block_id") or "") for e in events]
+    columns = [
+        Column("at", [_clock(e.get("at"), same_day) for e in events]),
+        Column("event", [str(e.get("event", "")) for e in events]),
+        *([] if one_block else [Column("block", [short_id(i) if i else "-" for i in ids])]),
+        Column("source", [_clip(str(e.get("source", "")), _source_width(console)) for e in events], drop=3),
+        Column("for", [format_duration(d) if isinstance(d, int) else "" for d in durations], drop=2),
+        Column("until", [_clock(e.get("expires_at"), same_day) if e.get("expires_at") else "" for e in events], drop=1),
+        Column("reason", [str(e.get("reason", "")) for e in events], flexible=True, minimum=22),
+    ]
+    print_table(console, columns, title)
+    if not one_block:
+        for block_id in dict.fromkeys(i for i in ids if i):
+            console.print(f"block {short_id(block_id)} = {block_id}", soft_wrap=True)

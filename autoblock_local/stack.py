@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -28,11 +30,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from autoblock_local import state as statefile
+
 DEMO_RULES: list[dict[str, Any]] = [  # what a VPC's NACL usually holds already: allow all, in and out
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": False, "CidrBlock": "0.0.0.0/0"},
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": True, "CidrBlock": "0.0.0.0/0"},
 ]
 STACK_NAME = "autoblock"
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the hints' working directory
 # Set for the handlers by the local stack itself, whatever the template's environment says.
 LOCAL_ENVIRONMENT = {
     "TZ": "UTC",  # moto's Wait compares timestamps against the local clock
@@ -44,14 +49,6 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; `autoblock status` shows the figures
 }
 NEVER_INHERITED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
-
-
-def state_file() -> Path:
-    """Where the CLI finds the running local stack (and its token): mode 0600, removed on exit."""
-    if os.environ.get("AUTOBLOCK_LOCAL_STATE"):
-        return Path(os.environ["AUTOBLOCK_LOCAL_STATE"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "autoblock" / "local.json"
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -78,6 +75,127 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-view", action="store_true", help="print a line per change instead of the live view")
     parser.add_argument("--log-level", default="INFO", help="the handlers' log level in the log file (default INFO)")
     return parser.parse_args(argv)
+
+
+def hints(port: int, endpoint: str) -> list[str]:
+    """Commands to paste into a new shell in the repository: each carries what it needs (the stack's
+    port, the emulator's dummy credentials; curl takes the URL and token from `autoblock env`, so the
+    token is printed once) rather than relying on an export made elsewhere."""
+    from autoblock_local.emulator import REGION
+
+    cli = f"uv run autoblock --port {port}"
+    credentials = f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={REGION}"
+    return [
+        f"{cli} block 203.0.113.9 --for 2m --reason 'a first try'",
+        f'eval "$({cli} env)" && curl -s -H "Authorization: Bearer $AUTOBLOCK_TOKEN" "$AUTOBLOCK_URL/blocks"',
+        f"{credentials} aws ec2 describe-network-acls --endpoint-url {endpoint}",
+        f"{cli} send-event events/guardduty_ssh_bruteforce.json",
+    ]
+
+
+def _metrics_disabled() -> bool:
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true", "yes", "on")
+
+
+class LogFile(io.TextIOBase):
+    """The handlers' stdout and stderr, as Lambda sends them to CloudWatch Logs: whole lines into the
+    log file (each thread's lines kept apart), without the EMF metric documents when the local stack
+    disables metrics (Powertools' ``single_metric`` prints them whatever POWERTOOLS_METRICS_DISABLED says)."""
+
+    def __init__(self, file: TextIO, drop_metrics: bool) -> None:
+        self._file, self._drop_metrics = file, drop_metrics
+        self._pending = threading.local()
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        buffered = getattr(self._pending, "text", "") + text
+        *lines, rest = buffered.split("\n")
+        self._pending.text = rest
+        kept = [line for line in lines if not (self._drop_metrics and _is_metric(line))]
+        if kept:
+            with self._lock:
+                self._file.write("".join(f"{line}\n" for line in kept))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+        super().close()
+
+
+def _is_metric(line: str) -> bool:
+    if not line.startswith("{") or '"_aws"' not in line:
+        return False
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("_aws"), dict)
+
+
+class _NotHandledYet(logging.Filter):
+    """Records that no logger on their way to the root has written already (a Powertools logger
+    writes its own service's records; its children propagate to it). A NullHandler writes nothing:
+    logging puts one on ``py.warnings`` when it captures warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current: logging.Logger | None = logging.getLogger(record.name)
+        while current is not None and current is not logging.root:
+            if any(not isinstance(h, logging.NullHandler) for h in current.handlers):
+                return False
+            if not current.propagate:
+                return True
+            current = current.parent
+        return True
+
+
+def route_logs(log: LogFile, terminal: tuple[TextIO, ...]) -> None:
+    """Every log record ends up in the log file and none on the terminal: the Powertools loggers
+    write there already (their stream is stdout, which is the log file); a logger created before
+    the service name was known (``service_undefined`` and its children) or a library's logger
+    propagates to the root, whose handler writes it there too; a handler already bound to the
+    terminal's streams is pointed at the log file; warnings become log records."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    root = logging.getLogger()
+    if not any(isinstance(h, _RootFile) for h in root.handlers):
+        to_file = _RootFile(log)
+        to_file.setFormatter(LambdaPowertoolsFormatter())
+        to_file.addFilter(_NotHandledYet())
+        root.addHandler(to_file)
+    level = os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper()
+    for name in ("service_undefined", os.environ.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(level)
+    loggers = [root, *(x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    for each in loggers:
+        for handler in each.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
+                handler.setStream(log)
+    logging.captureWarnings(True)
+
+
+class _RootFile(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root logger's handler: the local stack's log file.
+
+    A Powertools Logger adds a filter to every root handler that drops its service's records, by a
+    substring of the logger's name; a child logger made before the service name was set is called
+    ``service_undefined.autoblock.logic.…`` and would be dropped too. _NotHandledYet does that job
+    exactly, so those filters are not taken."""
+
+    def addFilter(self, filter: Any) -> None:
+        from aws_lambda_powertools.logging.filters import SuppressFilter
+
+        if not isinstance(filter, SuppressFilter):
+            super().addFilter(filter)
 
 
 def port_is_free(port: int) -> bool:
@@ -136,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", "No application metrics to publish")
     # The handlers log (JSON) and print their metrics (EMF) to stdout, as in Lambda; here they go to a
     # log file beside the state file, and the terminal shows the view.
-    out = sys.stdout
-    log_path = state_file().with_name("local.log")
+    out, err = sys.stdout, sys.stderr
+    path = statefile.path_for(args.port, os.environ)
+    log_path = statefile.log_path_for(path)
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log = log_path.open("a", buffering=1)
-    sys.stdout = log
+    log = LogFile(log_path.open("a", buffering=1), drop_metrics=_metrics_disabled())
+    sys.stdout = sys.stderr = log
+    route_logs(log, terminal=(out, err))
 
     # Imported after _isolate: Powertools and boto3 read the environment when they are first used.
     from autoblock_local import overrides
@@ -153,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             wanted["RuleLimit"] = str(args.rule_limit)
         params = overrides.check(template["Parameters"], wanted)
     except overrides.OverrideError as error:
-        print(f"autoblock-local: {error}", file=sys.stderr)
+        print(f"autoblock-local: {error}", file=err)
+        sys.stdout, sys.stderr = out, err
+        log.close()
         return 2
     stopping = threading.Event()
 
@@ -163,11 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        with _local_stack(args, template, params, stopping, out, log_path) as (banner, show):
+        with _local_stack(args, template, params, stopping, out, path, log) as (banner, show):
+            route_logs(log, terminal=(out, err))  # loggers the handlers made while they were imported
             print(banner, file=out, flush=True)
             show()
     finally:
-        sys.stdout = out
+        sys.stdout, sys.stderr = out, err
         log.close()
     print("autoblock-local: stopped; nothing is left running.", flush=True)
     return 0
@@ -180,7 +303,8 @@ def _local_stack(
     params: dict[str, Any],
     stopping: threading.Event,
     out: TextIO,
-    log_path: Path,
+    path: Path,
+    log: LogFile,
 ) -> Iterator[tuple[str, Any]]:
     import boto3
     from moto.server import ThreadedMotoServer
@@ -189,13 +313,11 @@ def _local_stack(
     from autoblock_local.emulator import REGION, deploy_stack, emulated_aws
 
     token = secrets.token_urlsafe(32)
-    path = state_file()
+    log_path = statefile.log_path_for(path)
 
     def setenv(key: str, value: str) -> None:
         if key not in LOCAL_ENVIRONMENT and key != "POWERTOOLS_LOG_LEVEL":
             os.environ[key] = value
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
     with emulated_aws():
@@ -244,7 +366,18 @@ def _local_stack(
 
             url = f"http://127.0.0.1:{args.port}"
             endpoint = f"http://127.0.0.1:{args.aws_port}"
-            _write_state(path, {"url": url, "token": token, "aws_endpoint": endpoint, "region": REGION})
+            statefile.write(
+                path,
+                {
+                    "url": url,
+                    "port": args.port,
+                    "token": token,
+                    "aws_endpoint": endpoint,
+                    "region": REGION,
+                    "log": str(log_path),
+                    "pid": os.getpid(),
+                },
+            )
             end = stack.rule_start + stack.rule_limit - 1
             banner = "\n".join(
                 [
@@ -256,11 +389,8 @@ def _local_stack(
                     f"  state file    {path}  (the autoblock CLI reads the URL and token from it)",
                     f"  handler logs  {log_path}",
                     "",
-                    "Try:",
-                    "  uv run autoblock block 203.0.113.9 --for 2m --reason 'a first try'",
-                    f'  curl -s -H "Authorization: Bearer $TOKEN" {url}/blocks',
-                    f"  aws ec2 describe-network-acls --endpoint-url {endpoint} --region {REGION}",
-                    "  uv run autoblock send-event events/guardduty_ssh_bruteforce.json",
+                    f"Try, in {ROOT} (each line works as it is, in a new shell):",
+                    *(f"  {hint}" for hint in hints(args.port, endpoint)),
                     "ready",
                 ]
             )
@@ -277,8 +407,7 @@ def _local_stack(
             for thread in running.threads:
                 thread.join(timeout=5)
             server.stop()
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            statefile.remove(path, os.getpid())  # this stack's own file only
 
 
 def _condition(node: Any, refs: dict[str, Any]) -> bool:
@@ -316,14 +445,6 @@ def _tick(lam: Any, function: str, every: float, running: Running) -> None:
                 running.errors.append(f"{function}: {answer['Payload'].read().decode()[:300]}")
         except Exception as error:  # noqa: BLE001 - shown, and the schedule goes on
             running.errors.append(f"{function}: {error}")
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump({**state, "pid": os.getpid()}, handle)
-    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
 
 
 def _watch(stack: Any, view: Any, stopping: threading.Event, running: Running, out: TextIO, interactive: bool) -> None:

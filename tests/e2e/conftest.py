@@ -21,7 +21,7 @@ import pytest
 from autoblock_local.emulator import wait_until as wait_for
 from autoblock_local.stack import port_is_free
 
-__all__ = ["ROOT", "LocalStack", "start_local_stack", "stop_local_stack", "wait_for"]
+__all__ = ["ROOT", "LocalStack", "banner", "start_local_stack", "stop_local_stack", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,11 +77,20 @@ class LocalStack:
         }
 
 
-def start_local_stack(tmp: Path, *args: str, env: dict[str, str] | None = None) -> LocalStack:
+def start_local_stack(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, state_home: Path | None = None
+) -> LocalStack:
+    """``state_home``: the stack finds its state file as a user's does, ``$XDG_STATE_HOME/autoblock/local-<port>.json``;
+    else in ``tmp`` through AUTOBLOCK_LOCAL_STATE."""
     api_port, aws_port = free_port(), free_port()
-    state_path = tmp / "state" / "local.json"
-    child = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    child.update({"AUTOBLOCK_LOCAL_STATE": str(state_path), "PYTHONUNBUFFERED": "1", **(env or {})})
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AUTOBLOCK_"))}
+    if state_home is None:
+        state_path = tmp / "state" / "local.json"
+        child["AUTOBLOCK_LOCAL_STATE"] = str(state_path)
+    else:
+        state_path = state_home / "autoblock" / f"local-{api_port}.json"
+        child["XDG_STATE_HOME"] = str(state_home)
+    child.update({"PYTHONUNBUFFERED": "1", **(env or {})})
     command = [
         sys.executable,
         "-m",
@@ -107,6 +116,17 @@ def start_local_stack(tmp: Path, *args: str, env: dict[str, str] | None = None) 
     return LocalStack(process, state_path, state["url"], state["token"], state["aws_endpoint"], (api_port, aws_port))
 
 
+def banner(stack: LocalStack) -> list[str]:
+    """The lines the stack printed up to "ready" (read once; kept in ``stack.output``)."""
+    if not stack.output:
+        assert stack.process.stdout is not None
+        for line in stack.process.stdout:
+            stack.output.append(line.rstrip("\n"))
+            if line.strip() == "ready":
+                break
+    return stack.output
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads(path.read_text()))
@@ -122,6 +142,7 @@ def stop_local_stack(stack: LocalStack) -> str:
     except subprocess.TimeoutExpired:
         stack.process.kill()
         raise AssertionError("the local stack did not stop within 30 s of Ctrl-C") from None
+    output = "\n".join([*stack.output, output])
     assert stack.process.returncode == 0, output
     assert "stopped; nothing is left running" in output
     assert not stack.state_path.exists()

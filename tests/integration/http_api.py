@@ -23,17 +23,23 @@ def serve() -> Iterator[str]:
 
 
 @contextmanager
-def serve_canned(answers: dict[str, tuple[Any, ...]], seen: list[dict[str, Any]]) -> Iterator[str]:
-    """A fake API answering "METHOD /path?query" with a canned (status, JSON body[, headers]); records each request."""
+def serve_canned(
+    answers: dict[str, tuple[Any, ...] | list[tuple[Any, ...]]], seen: list[dict[str, Any]]
+) -> Iterator[str]:
+    """A fake API answering "METHOD /path?query" with a canned (status, JSON body[, headers]), or with each
+    of a list of them in turn (the last one again after that); records each request."""
 
     class Canned(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else None
             seen.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
-            status, payload, *extra = answers.get(
+            canned = answers.get(
                 f"{self.command} {self.path}", (404, {"error": "not_found", "message": "no such route"})
             )
+            if isinstance(canned, list):
+                canned = canned.pop(0) if len(canned) > 1 else canned[0]
+            status, payload, *extra = canned
             text = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -122,9 +122,19 @@ def test_list_shows_each_live_block_with_its_nacl_rule_numbers(api: str, stack: 
     assert listed.exit_code == 0, listed.stderr
     assert "2 live blocks" in listed.stdout
     assert "203.0.113.7/32" in listed.stdout and "2001:db8::7/128" in listed.stdout and "port scan" in listed.stdout
+    row = next(line for line in listed.stdout.splitlines() if "203.0.113.7/32" in line)
+    short = row.split()[0]
+    numbers = {
+        number for nacl_id in stack.nacl_ids for number, _, cidr in stack.managed(nacl_id) if cidr == "203.0.113.7/32"
+    }
+    assert row.split()[4] == ",".join(str(n) for n in sorted(numbers))
+    # The short id is taken back; show names each NACL's rule
+    shown = run("show", short, url=api)
+    assert shown.exit_code == 0, shown.stderr
     for nacl_id in stack.nacl_ids:
-        numbers = ",".join(str(number) for number, _, cidr in stack.managed(nacl_id) if cidr == "203.0.113.7/32")
-        assert f"{nacl_id}:{numbers}" in listed.stdout
+        for number, _, cidr in stack.managed(nacl_id):
+            if cidr == "203.0.113.7/32":
+                assert f"{nacl_id} ingress #{number}" in shown.stdout
 
 
 def test_show_of_an_unknown_block_is_refused_with_the_api_message(api: str) -> None:
@@ -170,7 +180,7 @@ def test_the_api_refusal_is_shown_with_its_status_and_code(api: str, stack: Stac
     refused = run("block", "10.0.0.8", url=api)
 
     assert refused.exit_code == 1
-    assert refused.stderr.startswith("error: 10.0.0.8/32 overlaps 10.0.0.0/8 (private network)")
+    assert refused.stderr.startswith("error: refused: 10.0.0.8/32 overlaps 10.0.0.0/8 (private network)")
     assert refused.stderr.rstrip().endswith("(HTTP 422 not_blockable)")
     assert all(stack.managed(nacl_id) == [] for nacl_id in stack.nacl_ids)
 
@@ -179,7 +189,7 @@ def test_a_wrong_token_exits_1_and_says_so(api: str, stack: Stack) -> None:
     refused = run("block", "203.0.113.7", url=api, token="wrong-token")
 
     assert refused.exit_code == 1
-    assert refused.stderr.strip() == "error: missing or invalid bearer token (HTTP 401 unauthorized)"
+    assert refused.stderr.strip() == "error: refused: missing or invalid bearer token (HTTP 401 unauthorized)"
     assert refused.stdout == ""
     assert all(stack.managed(nacl_id) == [] for nacl_id in stack.nacl_ids)
 
@@ -264,12 +274,26 @@ def test_a_url_without_a_token_is_refused() -> None:
     listed = run("list", url="https://api.example.com", token=None)
 
     assert listed.exit_code == 2
-    assert listed.stderr.strip() == "error: a URL without a token: pass --token or set AUTOBLOCK_TOKEN"
+    assert listed.stderr.strip() == (
+        "error: --url names the API but no token goes with it: add --token TOKEN or set AUTOBLOCK_TOKEN "
+        "(a deployed stack's token: see README, The token)"
+    )
+
+
+def test_a_token_without_a_url_says_what_to_add() -> None:
+    listed = _Runner().invoke(app, ["--token", "x" * 20, "list"])
+
+    assert listed.exit_code == 2
+    assert listed.stderr.strip() == (
+        "error: --token is a token for no URL: add --url URL (the API's address, e.g. "
+        "https://abc123.execute-api.us-east-1.amazonaws.com/v1, the stack's ApiUrl output) or set AUTOBLOCK_URL; "
+        "for the local stack leave out --token"
+    )
 
 
 # -- canned answers, in the shapes of docs/openapi.json: the rendering, pinned --------------------
 
-STATUS = {
+STATUS: dict[str, Any] = {
     "rule_number_start": 10,
     "rule_limit": 10,
     "when_full": "reject",
@@ -281,7 +305,7 @@ STATUS = {
     ],
 }
 BLOCK = "5f1b4e079c3a4a8eb1d26c0e8f3a7d21"
-EVENTS_OF_BLOCK = [
+EVENTS_OF_BLOCK: list[dict[str, Any]] = [
     {
         "at": "2026-11-28T15:00:00Z",
         "block_id": BLOCK,
@@ -328,9 +352,10 @@ def test_history_of_an_address_asks_for_its_events_and_lists_them() -> None:
 
     assert table.exit_code == 0, table.stderr
     assert "history of 203.0.113.7/32" in table.stdout
-    lines = [line for line in table.stdout.splitlines() if BLOCK in line]
+    lines = [line for line in table.stdout.splitlines() if BLOCK[:8] in line]
     assert "requested" in lines[0] and "1h" in lines[0] and "elastalert:ssh-brute-force" in lines[0]
     assert "applied" in lines[1] and "acl-0a1 ingress #10" in lines[1]
+    assert f"block {BLOCK[:8]} = {BLOCK}" in lines
     assert json.loads(as_json.stdout) == answer
 
 
@@ -477,7 +502,9 @@ def test_a_validation_error_names_each_field() -> None:
         refused = run("block", "203.0.113.7", "--dry-run", url=url)
 
     assert refused.exit_code == 1
-    assert refused.stderr.strip() == "error: dry_run: Extra inputs are not permitted (HTTP 422 invalid_request)"
+    assert (
+        refused.stderr.strip() == "error: refused: dry_run: Extra inputs are not permitted (HTTP 422 invalid_request)"
+    )
 
 
 def test_a_redirect_is_not_followed_with_the_token() -> None:
@@ -491,3 +518,262 @@ def test_a_redirect_is_not_followed_with_the_token() -> None:
         == "error: the API redirects elsewhere; not followed, so the token stays here (HTTP 302 redirect)"
     )
     assert elsewhere == []
+
+
+# -- what an operator sees at 80 and 120 columns ---------------------------------------------------
+
+GUARDDUTY_BLOCK: dict[str, Any] = {
+    "id": "73dc5160c6a9433ba303e8ed1ac2235b",
+    "ip": "203.0.113.7/32",
+    "direction": "ingress",
+    "state": "active",
+    "reason": "GuardDuty UnauthorizedAccess:EC2/SSHBruteForce (severity 2.0): GuardDuty "
+    "UnauthorizedAccess:EC2/SSHBruteForce: inbound connection from the attacker",
+    "source": "guardduty:a4c6b0f1e2d34f5a8b9c0d1e2f3a4b5c",
+    "created_at": "2026-11-28T15:00:00Z",
+    "expires_at": "2099-11-28T16:00:00Z",
+    "rules": [
+        {"nacl_id": "acl-0a1b2c3d4e5f60718", "direction": "ingress", "rule_number": 11},
+        {"nacl_id": "acl-95b4a9e716d78ea55", "direction": "ingress", "rule_number": 11},
+    ],
+    "dry_run": False,
+}
+API_BLOCK: dict[str, Any] = {
+    **GUARDDUTY_BLOCK,
+    "id": "93fd5be933c04a0191d249a25a81f3ef",
+    "ip": "2001:db8:1234::5678/128",
+    "direction": "both",
+    "reason": "a first try",
+    "source": "api:46cae64b-b7eb-4239-aef8-508489cfc8aa",
+    "rules": [
+        {"nacl_id": "acl-0a1b2c3d4e5f60718", "direction": "ingress", "rule_number": 10},
+        {"nacl_id": "acl-0a1b2c3d4e5f60718", "direction": "egress", "rule_number": 12},
+    ],
+}
+WIDE_STATUS: dict[str, Any] = {
+    **STATUS,
+    "when_full": "evict-soonest-expiring",
+    "slots": [
+        {"nacl_id": "acl-0a1b2c3d4e5f60718", "direction": "egress", "used": 10, "foreign": 0, "free": 0, "limit": 10},
+        {"nacl_id": "acl-95b4a9e716d78ea55", "direction": "ingress", "used": 2, "foreign": 1, "free": 7, "limit": 10},
+    ],
+}
+TWO_DAYS: list[dict[str, Any]] = [
+    {**EVENTS_OF_BLOCK[0], "source": API_BLOCK["source"]},
+    {
+        **EVENTS_OF_BLOCK[1],
+        "at": "2026-11-29T00:00:01Z",
+        "reason": "denied in acl-0a1b2c3d4e5f60718 ingress rule 10, acl-95b4a9e716d78ea55 ingress rule 10",
+    },
+    {**EVENTS_OF_BLOCK[0], "block_id": API_BLOCK["id"], "event": "dry-run", "at": "2026-11-29T00:00:02Z"},
+]
+
+
+def assert_fits(output: str, width: int, whole: list[str]) -> None:
+    """No line wider than the terminal, and every value people copy or read as one on a single line."""
+    from rich.cells import cell_len
+
+    lines = output.splitlines()
+    assert lines, "nothing printed"
+    assert max(cell_len(line.rstrip()) for line in lines) <= width, output
+    for value in whole:
+        assert any(value in line for line in lines), f"{value!r} is cut or missing at {width} columns:\n{output}"
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_list_status_and_history_fit_the_terminal_without_cutting_a_value(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    answers: dict[str, Any] = {
+        "GET /blocks": (200, {"blocks": [GUARDDUTY_BLOCK, API_BLOCK]}),
+        "GET /status": (200, WIDE_STATUS),
+        "GET /history?ip=203.0.113.7": (200, {"ip": "203.0.113.7/32", "events": EVENTS_OF_BLOCK}),
+        "GET /history?ip=203.0.113.8": (200, {"ip": "203.0.113.8/32", "events": TWO_DAYS}),
+        f"GET /blocks/{BLOCK}/history": (200, {"block_id": BLOCK, "ip": "203.0.113.7/32", "events": EVENTS_OF_BLOCK}),
+    }
+    with serve_canned(answers, []) as url:
+        listed = run("list", url=url)
+        status = run("status", url=url)
+        of_address = run("history", "203.0.113.7", url=url)
+        over_days = run("history", "203.0.113.8", url=url)
+        of_block = run("history", BLOCK, url=url)
+
+    for done in (listed, status, of_address, over_days, of_block):
+        assert done.exit_code == 0, done.stderr
+    # list: one line a block, with its short id, address, rule numbers and time left
+    assert_fits(listed.stdout, width, ["73dc5160", "203.0.113.7/32", "93fd5be9", API_BLOCK["ip"], "in 10 out 12"])
+    assert len([line for line in listed.stdout.splitlines() if "73dc5160" in line or "93fd5be9" in line]) == 2
+    assert re.search(r"73dc5160\s+203\.0\.113\.7/32\s+ingress\s+active\s+11\s+\d+d \d+h", listed.stdout)
+    # status: whole headers, whole NACL ids, the settings' values each on one line
+    assert_fits(
+        status.stdout,
+        width,
+        [
+            *["acl-0a1b2c3d4e5f60718", "acl-95b4a9e716d78ea55", "direction", "foreign", "egress", "ingress"],
+            *["when full: evict-soonest-expiring", "dry run: no", "rule numbers: 10-19", "active blocks: 3"],
+        ],
+    )
+    assert "…" not in status.stdout
+    # history: whole times and short ids; the full ids below
+    assert_fits(of_address.stdout, width, ["15:00:00", "15:00:01", "requested", "applied", BLOCK[:8], BLOCK])
+    assert "2026-11-28" in of_address.stdout.splitlines()[0]
+    assert_fits(
+        over_days.stdout,
+        width,
+        [
+            *["2026-11-28 15:00:00", "2026-11-29 00:00:01", "dry-run", BLOCK[:8], API_BLOCK["id"][:8]],
+            *[BLOCK, API_BLOCK["id"], "acl-0a1b2c3d4e5f60718", "acl-95b4a9e716d78ea55"],
+        ],
+    )
+    assert_fits(of_block.stdout, width, [f"history of block {BLOCK}", "15:00:00", "applied"])
+
+
+def test_show_unblock_and_history_take_a_short_id_back() -> None:
+    seen: list[dict[str, Any]] = []
+    other = {**API_BLOCK, "id": "73dc5160ffffffffffffffffffffffff"}
+    answers: dict[str, Any] = {
+        "GET /blocks": (200, {"blocks": [GUARDDUTY_BLOCK, API_BLOCK, other]}),
+        f"GET /blocks/{API_BLOCK['id']}": (200, API_BLOCK),
+        f"DELETE /blocks/{API_BLOCK['id']}": (200, {**API_BLOCK, "state": "unblocked"}),
+        f"GET /blocks/{API_BLOCK['id']}/history": (200, {"block_id": API_BLOCK["id"], "ip": "x", "events": []}),
+    }
+    with serve_canned(answers, seen) as url:
+        shown = run("show", "93fd5be9", url=url)
+        unblocked = run("unblock", "93fd", "-o", "json", url=url)
+        history = run("history", "93fd5be933", url=url)
+        ambiguous = run("show", "73dc5160", url=url)
+        unknown = run("show", "abcdef12", url=url)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert re.search(rf"id\s+{API_BLOCK['id']}", shown.stdout)
+    assert json.loads(unblocked.stdout)["id"] == API_BLOCK["id"]
+    assert history.exit_code == 0 and f"no history for block {API_BLOCK['id']}" in history.stdout
+    assert [r["path"] for r in seen if r["method"] == "DELETE"] == [f"/blocks/{API_BLOCK['id']}"]
+    assert ambiguous.exit_code == 2
+    assert ambiguous.stderr.strip() == (
+        f"error: 73dc5160 is the start of 2 block ids: {GUARDDUTY_BLOCK['id']}, {other['id']}; give more of it"
+    )
+    assert unknown.exit_code == 1
+    assert "no live block's id starts with abcdef12" in unknown.stderr
+
+
+# -- block: waits for the workflow, then names what happened ---------------------------------------
+
+PENDING = {**GUARDDUTY_BLOCK, "id": BLOCK, "state": "pending", "rules": [], "reason": "ssh brute force"}
+
+
+def test_block_waits_while_pending_and_says_created() -> None:
+    seen: list[dict[str, Any]] = []
+    active = {**PENDING, "state": "active", "rules": GUARDDUTY_BLOCK["rules"]}
+    answers: dict[str, Any] = {
+        "POST /blocks": (202, PENDING),
+        f"GET /blocks/{BLOCK}": [(200, PENDING), (200, PENDING), (200, active)],
+    }
+    with serve_canned(answers, seen) as url:
+        done = run("block", "203.0.113.7", url=url)
+
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.startswith("created: 203.0.113.7/32\n")
+    assert "acl-95b4a9e716d78ea55 ingress #11" in done.stdout
+    assert [r["method"] for r in seen] == ["POST", "GET", "GET", "GET"]
+
+
+@pytest.mark.parametrize("state", ["rejected", "failed"])
+def test_a_block_that_ends_rejected_or_failed_prints_why_and_exits_1(state: str) -> None:
+    ended = {**PENDING, "state": state, "end_reason": "no free rule number in acl-0a1 ingress (10 of 10 taken)"}
+    answers: dict[str, Any] = {"POST /blocks": (202, PENDING), f"GET /blocks/{BLOCK}": [(200, PENDING), (200, ended)]}
+    with serve_canned(answers, []) as url:
+        done = run("block", "203.0.113.7", url=url)
+        as_json = run("block", "203.0.113.7", "-o", "json", url=url)
+
+    assert done.exit_code == 1
+    assert done.stdout.startswith(f"{state}: 203.0.113.7/32\n")
+    assert done.stderr.strip() == (
+        f"error: the block was {state}: no free rule number in acl-0a1 ingress (10 of 10 taken)"
+    )
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["state"] == state
+
+
+def test_no_wait_answers_pending_at_once_and_a_short_wait_gives_up_saying_so() -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({"POST /blocks": (202, PENDING), f"GET /blocks/{BLOCK}": (200, PENDING)}, seen) as url:
+        at_once = run("block", "203.0.113.7", "--no-wait", url=url)
+        requests_at_once = len(seen)
+        waited = run("block", "203.0.113.7", "--wait", "0.6", url=url)
+
+    assert at_once.exit_code == 0 and waited.exit_code == 0
+    assert at_once.stdout.startswith("pending: 203.0.113.7/32\n") and requests_at_once == 1
+    assert waited.stdout.startswith("pending: 203.0.113.7/32\n")
+    assert f"`autoblock show {BLOCK[:8]}` tells when it has" in waited.stderr
+    assert 2 <= len([r for r in seen[requests_at_once:] if r["method"] == "GET"]) <= 4
+
+
+def test_a_dry_run_says_what_would_have_happened_and_a_repeat_says_extended() -> None:
+    dry = {
+        **PENDING,
+        "state": "dry-run",
+        "dry_run": True,
+        "end_reason": "would deny 203.0.113.7/32 for 3600 s in acl-0a1 ingress rule 10 (dry_run in the request); "
+        "nothing was written to any NACL",
+    }
+    with serve_canned({"POST /blocks": (202, dry)}, []) as url:
+        done = run("block", "203.0.113.7", "--dry-run", url=url)
+    with serve_canned({"POST /blocks": (200, {**PENDING, "state": "active"})}, []) as url:
+        again = run("block", "203.0.113.7", url=url)
+
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.startswith("dry run: 203.0.113.7/32: would deny 203.0.113.7/32 for 3600 s in acl-0a1")
+    assert again.stdout.startswith("extended the live block: 203.0.113.7/32\n")
+
+
+def test_env_prints_the_local_stack_s_exports_for_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "autoblock" / "local-3100.json"
+    state.parent.mkdir()
+    state.write_text(
+        json.dumps(
+            {"url": "http://127.0.0.1:3100", "port": 3100, "token": TOKEN, "aws_endpoint": "http://127.0.0.1:3101"}
+        )
+    )
+    monkeypatch.delenv("AUTOBLOCK_LOCAL_STATE")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    plain = _Runner().invoke(app, ["env"])
+    aws = _Runner().invoke(app, ["--port", "3100", "env", "--aws"])
+
+    assert plain.exit_code == 0, plain.stderr
+    assert plain.stdout == f"export AUTOBLOCK_URL=http://127.0.0.1:3100 AUTOBLOCK_TOKEN={TOKEN}\n"
+    assert aws.stdout.splitlines()[1:] == [
+        "unset AWS_PROFILE AWS_SESSION_TOKEN",
+        "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 "
+        "AWS_ENDPOINT_URL=http://127.0.0.1:3101",
+    ]
+
+
+def test_no_terminal_width_cuts_an_id_an_address_or_a_time() -> None:
+    import io
+
+    from rich.console import Console
+
+    from autoblock_cli import render
+
+    for width in range(56, 201):
+        out = io.StringIO()
+        console = Console(width=width, file=out, markup=False, emoji=False, highlight=False)
+        render.block_list(console, [GUARDDUTY_BLOCK, API_BLOCK])
+        render.status(console, WIDE_STATUS)
+        render.history(console, {"ip": "203.0.113.8/32", "events": TWO_DAYS})
+        assert_fits(
+            out.getvalue(),
+            width,
+            [
+                *["73dc5160", "93fd5be9", "203.0.113.7/32", API_BLOCK["ip"], "acl-0a1b2c3d4e5f60718", "direction"],
+                *[
+                    "2026-11-28 15:00:00",
+                    "2026-11-29 00:00:01",
+                    BLOCK,
+                    API_BLOCK["id"],
+                    "when full: evict-soonest-expiring",
+                ],
+            ],
+        )

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import os
+import subprocess
+import threading
+import warnings
+from pathlib import Path
+from typing import IO, cast
+
 import pytest
 
 from autoblock.models import BlockView, RuleView
-from autoblock_local import overrides, view
+from autoblock_cli.connection import ConfigError, NotFound, resolve
+from autoblock_local import overrides, stack, state, view
 from autoblock_local.emulator import load_template
 
 PARAMETERS = load_template()["Parameters"]
@@ -82,3 +93,130 @@ def test_the_line_view_prints_what_appeared_changed_and_went_away() -> None:
     assert [line.split()[0] for line in lines] == ["releasing", "active", "expired"]
     assert [line.split()[-1] for line in lines] == ["b", "c", "a"]
     assert view.changes(second, second, lambda _: "x") == []
+
+
+# -- one state file per running stack ------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])  # noqa: S607 - a process that is gone once waited for
+    child.wait()
+    return child.pid
+
+
+def _stack_state(directory: Path, port: int, pid: int) -> Path:
+    path = directory / "autoblock" / f"local-{port}.json"
+    state.write(path, {"url": f"http://127.0.0.1:{port}", "port": port, "token": f"token-{port}", "pid": pid})
+    return path
+
+
+def test_two_stacks_have_two_state_files_and_the_cli_asks_which(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    first, second = _stack_state(tmp_path, 3000, os.getpid()), _stack_state(tmp_path, 3100, os.getpid())
+
+    assert (first.stat().st_mode & 0o777, second.stat().st_mode & 0o777) == (0o600, 0o600)
+    assert [f.port for f in state.running(env)] == [3000, 3100]
+    with pytest.raises(
+        ConfigError, match=r"^2 local stacks are running \(API ports 3000, 3100\): choose one with --port"
+    ):
+        resolve(None, None, None, None, env)
+    assert resolve(None, None, None, None, env, port=3100).url == "http://127.0.0.1:3100"
+    with pytest.raises(NotFound, match="no local stack is running on port 3200"):
+        resolve(None, None, None, None, env, port=3200)
+
+
+def test_stopping_one_stack_leaves_the_other_s_file(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    first, second = _stack_state(tmp_path, 3000, os.getpid()), _stack_state(tmp_path, 3100, os.getpid() + 1)
+
+    state.remove(second, os.getpid() + 1)  # the second stack stops
+    state.remove(first, os.getpid() + 1)  # a stack never removes a file it did not write
+
+    assert first.exists() and not second.exists()
+    assert resolve(None, None, None, None, env).url == "http://127.0.0.1:3000"
+
+
+def test_a_stale_state_file_is_ignored_and_removed(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    live = _stack_state(tmp_path, 3000, os.getpid())
+    stale = _stack_state(tmp_path, 3100, _dead_pid())
+
+    found = state.running(env)
+
+    assert [f.path for f in found] == [live]
+    assert not stale.exists()
+    assert resolve(None, None, None, None, env).url == "http://127.0.0.1:3000"
+    live.unlink()
+    with pytest.raises(NotFound, match=r"^no local stack is running: start one with `make local`"):
+        resolve(None, None, None, None, env)
+
+
+def test_the_state_and_log_files_are_named_after_the_port() -> None:
+    home = {"XDG_STATE_HOME": "/x"}
+    assert state.path_for(3100, home) == Path("/x/autoblock/local-3100.json")
+    assert state.log_path_for(state.path_for(3100, home)) == Path("/x/autoblock/local-3100.log")
+    assert state.path_for(3100, {"AUTOBLOCK_LOCAL_STATE": "/y/s.json"}) == Path("/y/s.json")
+
+
+# -- the handlers' output: the log file only -----------------------------------------------------
+
+
+def test_the_log_file_keeps_each_thread_s_lines_whole_and_drops_metric_documents(tmp_path: Path) -> None:
+    target = (tmp_path / "local.log").open("w")
+    log = stack.LogFile(target, drop_metrics=True)
+    emf = json.dumps({"_aws": {"Timestamp": 1, "CloudWatchMetrics": []}, "BlocksApplied": [1.0]})
+
+    def half_lines(name: str) -> None:
+        for n in range(50):
+            log.write(f'{{"message": "{name} {n}"')
+            log.write("}\n")
+
+    threads = [threading.Thread(target=half_lines, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    print(emf, file=log)
+    for thread in threads:
+        thread.join()
+    log.close()
+
+    lines = (tmp_path / "local.log").read_text().splitlines()
+    assert sorted(json.loads(line)["message"] for line in lines) == sorted(
+        f"{name} {n}" for name in ("a", "b") for n in range(50)
+    )
+
+
+def test_every_logger_ends_in_the_log_file_and_none_on_the_terminal(tmp_path: Path) -> None:
+    from aws_lambda_powertools import Logger
+
+    terminal = io.StringIO()
+    target = (tmp_path / "local.log").open("w")
+    log = stack.LogFile(target, drop_metrics=True)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging.getLogger("service_undefined").level)
+    early = logging.getLogger("early")
+    early.addHandler(logging.StreamHandler(terminal))  # bound to the terminal before the routing
+    try:
+        stack.route_logs(log, terminal=(terminal,))
+        # A child made before the service name was set, and the service's own logger (it filters root handlers)
+        orphan = logging.getLogger("service_undefined.autoblock.logic.lifecycle")
+        orphan.setLevel("INFO")
+        service = Logger(service="autoblock-unit", stream=cast("IO[str]", log))
+
+        orphan.info("block registered")
+        service.info("request refused")
+        early.warning("early bird")
+        warnings.warn("a library's warning", stacklevel=1)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("service_undefined").setLevel(saved[2])
+        early.handlers.clear()
+        logging.captureWarnings(False)
+        log.close()
+
+    written = (tmp_path / "local.log").read_text()
+    assert terminal.getvalue() == ""
+    messages = [json.loads(line).get("message") if line.startswith("{") else line for line in written.splitlines()]
+    assert messages.count("block registered") == 1
+    assert messages.count("request refused") == 1  # once: not again through the root
+    assert "early bird" in written and "a library's warning" in written
