@@ -127,6 +127,17 @@ class MemoryStore(Scripted):
         """Every rule number held, by (NACL, direction)."""
         return {key: {n: s.block_id for n, s in slots.items()} for key, slots in self.slot_items.items() if slots}
 
+    def snapshot(self) -> object:
+        """Everything the table holds, to compare before and after a call that should write nothing."""
+        blocks = {i: b.model_dump() for i, b in self.blocks.items()}
+        return (
+            blocks,
+            dict(self.locks),
+            {c: list(t) for c, t in self.offenders.items()},
+            self.held(),
+            len(self._history),
+        )
+
     def hold(self, key: str, number: int, holder: str, cidr: str = "", taken_at: int = 0) -> None:
         """Write a slot item by hand (another container's block, a quarantine)."""
         self.slot_items.setdefault(key, {})[number] = Slot(holder, cidr, taken_at)
