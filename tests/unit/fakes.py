@@ -536,9 +536,11 @@ class Rig:
             ticket = self.lifecycle.reserve(ticket)
         return self.lifecycle.apply(ticket)
 
-    def another_container(self) -> Lifecycle:
-        """Another warm Lambda container: the same table, NACLs and workflow, its own slot view."""
-        other = Lifecycle(self.settings, self.store, self.nacls, self.workflow, self.clock.now, self.clock.sleep)
+    def another_container(self, **overrides: object) -> Lifecycle:
+        """Another warm Lambda container: the same table, NACLs and workflow, its own slot view (and
+        the settings changed by ``overrides``: the stack updated since)."""
+        settings = Settings.model_validate({**self.settings.model_dump(), **overrides})
+        other = Lifecycle(settings, self.store, self.nacls, self.workflow, self.clock.now, self.clock.sleep)
         self.others.append(other)
         return other
 
