@@ -52,13 +52,6 @@ def _error_of(status: int, text: str) -> ApiError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return ApiError(status, body["error"], str(body.get("message", "")))
-    if isinstance(body, dict) and isinstance(body.get("detail"), list):  # the request validator's 422
-        problems = [
-            f"{'.'.join(str(p) for p in item.get('loc', []) if p != 'body') or 'body'}: {item.get('msg', '')}"
-            for item in body["detail"]
-            if isinstance(item, dict)
-        ]
-        return ApiError(status, "invalid_request", "; ".join(problems) or "the request is not valid")
     if 300 <= status < 400:
         return ApiError(status, "redirect", "the API redirects elsewhere; not followed, so the token stays here")
     return ApiError(status, "http_error", f"the API answered HTTP {status}")

@@ -261,9 +261,18 @@ class Status(BaseModel):
     slots: list[SlotUsage]
 
 
+class FieldError(BaseModel):
+    field: str
+    type: str
+    message: str
+
+
 class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: a code, a sentence, and for invalid_request each field at fault."""
+
     error: str
     message: str
+    fields: list[FieldError] | None = None
 
 
 class Ticket(BaseModel):

@@ -69,6 +69,15 @@ def test_bad_input_gets_a_4xx_that_says_what_is_wrong_and_writes_nothing(
 
     assert got_status == status
     assert needle in json.dumps(got)
+    # One error shape for every 4xx: a code and a sentence, and for a body that does not match the
+    # model, each field at fault with the kind of fault
+    assert isinstance(got["error"], str) and isinstance(got["message"], str) and got["message"]
+    if got["error"] == "invalid_request":
+        assert set(got) == {"error", "message", "fields"}
+        assert all(set(f) == {"field", "type", "message"} for f in got["fields"])
+        assert needle in {f["type"] for f in got["fields"]}
+    else:
+        assert set(got) == {"error", "message"}
     assert_nothing_written(stack)
 
 

@@ -497,8 +497,9 @@ def test_stack_finds_the_url_and_token_in_the_stack_outputs_and_its_secret(api: 
 
 
 def test_a_validation_error_names_each_field() -> None:
-    detail = {"statusCode": 422, "detail": [{"loc": ["body", "dry_run"], "msg": "Extra inputs are not permitted"}]}
-    with serve_canned({"POST /blocks": (422, detail)}, []) as url:
+    field = {"field": "dry_run", "type": "extra_forbidden", "message": "Extra inputs are not permitted"}
+    answer = {"error": "invalid_request", "message": "dry_run: Extra inputs are not permitted", "fields": [field]}
+    with serve_canned({"POST /blocks": (422, answer)}, []) as url:
         refused = run("block", "203.0.113.7", "--dry-run", url=url)
 
     assert refused.exit_code == 1
@@ -527,8 +528,7 @@ GUARDDUTY_BLOCK: dict[str, Any] = {
     "ip": "203.0.113.7/32",
     "direction": "ingress",
     "state": "active",
-    "reason": "GuardDuty UnauthorizedAccess:EC2/SSHBruteForce (severity 2.0): GuardDuty "
-    "UnauthorizedAccess:EC2/SSHBruteForce: inbound connection from the attacker",
+    "reason": "GuardDuty UnauthorizedAccess:EC2/SSHBruteForce: inbound connection from the attacker (severity 2.0)",
     "source": "guardduty:a4c6b0f1e2d34f5a8b9c0d1e2f3a4b5c",
     "created_at": "2026-11-28T15:00:00Z",
     "expires_at": "2099-11-28T16:00:00Z",

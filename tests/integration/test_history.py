@@ -81,8 +81,12 @@ def test_history_of_an_unknown_block_is_404_and_a_bad_address_422(stack: Stack) 
     assert "not a valid IPv4 or IPv6 address" in body["message"]
     status, body = call("api_history_by_ip.json", TOKEN, query={"ip": "1" * 100})
     assert (status, body["error"]) == (422, "invalid_address")
-    status, _ = call("api_history_by_ip.json", TOKEN, query={})
-    assert status == 422  # Powertools' validation answer: ip is required
+    status, body = call("api_history_by_ip.json", TOKEN, query={})
+    assert (status, body["error"], body["fields"]) == (
+        422,
+        "invalid_request",
+        [{"field": "ip", "type": "missing", "message": "Field required"}],
+    )
     assert history("2001:DB8::7") == []  # normalised; no events yet
     assert_nothing_written(stack)
 
@@ -136,6 +140,11 @@ def test_dry_run_stack_parameter_covers_the_guardduty_path(deploy: Callable[...,
     assert (item["id"], item["state"], item["dry_run"]) == (outcome["dry_run"][0]["block_id"], "dry-run", True)
     assert item["source"] == f"guardduty:{event('guardduty_ssh_bruteforce.json')['detail']['id']}"
     assert "(DryRun=true)" in item["end_reason"]
+    # The finding type is said once, with the severity
+    assert (
+        item["reason"]
+        == "GuardDuty UnauthorizedAccess:EC2/SSHBruteForce: inbound connection from the attacker (severity 2.0)"
+    )
     assert all(stack.managed(n) == [] for n in stack.nacl_ids)
     assert stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
 

@@ -321,7 +321,7 @@ class MemoryStore(Scripted):
         slot = self.slot_items.get(key, {}).get(number)
         stored = self.blocks.get(block.id)
         if slot is None or slot.block_id != block.id or stored is None or stored.state != "pending":
-            raise TransactionCanceled("quarantine slot")
+            raise Unchanged(self.get(block.id))  # dal.slots: the block as it is, already moved
         slot.block_id, slot.found = FOREIGN, found
         stored.rules.pop(key, None)
 

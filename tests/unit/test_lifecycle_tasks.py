@@ -7,7 +7,7 @@ import pytest
 
 from autoblock.errors import NaclQuotaExceeded, TransientAwsError
 from autoblock.models import Entry
-from tests.unit.fakes import T0, TransactionCanceled, conflict, lifecycle
+from tests.unit.fakes import T0, conflict, lifecycle
 
 IP = "203.0.113.7"
 CIDR = "203.0.113.7/32"
@@ -70,12 +70,6 @@ def test_a_foreign_entry_at_the_block_s_number_is_left_alone_and_the_block_moves
     assert rig.store.block(block.id).rules == ticket.rules
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TransactionCanceled,
-    reason="a retried Apply quarantines again the number the first attempt already quarantined: the slot "
-    "is no longer the block's, the quarantine transaction is cancelled, and the block is compensated as failed",
-)
 def test_an_apply_retried_after_moving_off_a_foreign_entry_still_makes_the_block_active() -> None:
     # Given a pending block at 100 where a foreign rule sits, and an Apply whose activation hits a conflict
     rig = lifecycle()

@@ -89,7 +89,19 @@ class SlotItems(Items):
 
     def quarantine_slot(self, block: Block, key: str, number: int, found: str) -> None:
         """Hand a rule number that holds a foreign entry to a placeholder holder, so no block takes it
-        again until the sweeper sees it free, and take it off the pending block."""
+        again until the sweeper sees it free, and take it off the pending block. Unchanged (with the
+        block as the table has it) if the block no longer holds that number or is no longer pending:
+        an earlier attempt already moved it."""
+        try:
+            self._quarantine_items(block, key, number, found)
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in cancellation_reasons(
+                exc
+            ):
+                raise Unchanged(self._current(block.id)) from None
+            raise
+
+    def _quarantine_items(self, block: Block, key: str, number: int, found: str) -> None:
         with translated("TransactWriteItems quarantine slot"):
             self.client.transact_write_items(
                 TransactItems=[

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -96,6 +97,23 @@ def domain_error(exc: AutoblockError) -> Response[str]:
     return _error(exc.http_status, exc.code, str(exc))
 
 
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def invalid_request(exc: RequestValidationError) -> Response[str]:
+    """A body or query that does not match the route's model: the one error shape, with each field."""
+    fields = [
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")) or "body",
+            "type": str(e.get("type", "")),
+            "message": str(e.get("msg", "")),
+        }
+        for e in exc.errors()
+    ]
+    message = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "the request is not valid"
+    logger.info("request refused", extra={"error": "invalid_request", "fields": [f["field"] for f in fields]})
+    body = {"error": "invalid_request", "message": message, "fields": fields}
+    return Response(422, "application/json", json.dumps(body))
+
+
 @app.not_found
 def no_route(exc: Exception) -> Response[str]:
     return _error(404, "not_found", "no such route")
@@ -124,7 +142,10 @@ def _source() -> str:
             "description": "Conflicts with a block of the address",
             "content": {"application/json": {"model": ErrorBody}},
         },
-        422: {"description": "Never blockable, or invalid", "content": {"application/json": {"model": ErrorBody}}},
+        422: {
+            "description": "Never blockable (not_blockable), or a body that does not match (invalid_request, with fields)",
+            "content": {"application/json": {"model": ErrorBody}},
+        },
         503: {
             "description": "No free rule number (WhenFull=reject)",
             "content": {"application/json": {"model": ErrorBody}},

@@ -53,10 +53,18 @@ class Enforcement:
                         break  # ours, from an earlier attempt of this task
                     # A rule we did not write sits at our number: leave it alone, move elsewhere.
                     logger.warning("foreign entry in the managed range", extra={"slot": key, "rule_number": number})
-                    self.ctx.store.quarantine_slot(block, key, number, repr(exists.entry))
-                    self.reservations.view.learn(key, number, "foreign")
-                    del block.rules[key]
-                    block = self.reservations.reserve_one(block, key)
+                    try:
+                        self.ctx.store.quarantine_slot(block, key, number, repr(exists.entry))
+                        self.reservations.view.learn(key, number, "foreign")
+                        del block.rules[key]
+                    except Unchanged as unchanged:
+                        # An earlier attempt of this task moved the block already: the ticket is stale,
+                        # the table has the number it moved to.
+                        if unchanged.current is None or unchanged.current.state != "pending":
+                            return Ticket.of(unchanged.current) if unchanged.current else ticket
+                        block = unchanged.current
+                    if key not in block.rules:
+                        block = self.reservations.reserve_one(block, key)
                     if block.state != "pending" or key not in block.rules:
                         return Ticket.of(block)
             else:

@@ -61,7 +61,7 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle) -> FindingOutco
     outcome.duration = min(wanted, settings.max_duration_seconds)
     source = f"guardduty:{extraction.finding_id}"
     for target in extraction.targets:
-        reason = f"GuardDuty {extraction.finding_type} (severity {extraction.severity}): {target.reason}"
+        reason = f"{target.reason} (severity {extraction.severity})"  # the reason names the finding type
         request = BlockRequest(
             ip=target.address,
             duration=outcome.duration,
