@@ -37,6 +37,17 @@ class InvalidQuery(AutoblockError):
     code = "invalid_address"
 
 
+class InvalidRequest(AutoblockError):
+    """A body or query that does not match the route's model; ``fields`` names each field at fault."""
+
+    http_status = 422
+    code = "invalid_request"
+
+    def __init__(self, message: str, fields: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 class PolicyViolation(AutoblockError):
     """A well-formed address that autoblock must never block (never-block range, allowlist, prefix)."""
 
