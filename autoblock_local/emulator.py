@@ -51,7 +51,6 @@ from unittest import mock
 from urllib.parse import urlsplit
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.httpsession import URLLib3Session
@@ -284,13 +283,11 @@ def emulated_aws() -> Iterator[None]:
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
         wiring.reset()
-        parameters.clear_caches()  # type: ignore[no-untyped-call]
         try:
             yield
         finally:
             left = _end_executions(first_thread, closing)
             wiring.reset()
-            parameters.clear_caches()  # type: ignore[no-untyped-call]
     if left:  # only when the body succeeded: a failing test reports its own error first
         raise RuntimeError(f"emulated AWS closed with work still running: {left}")
 

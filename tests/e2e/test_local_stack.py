@@ -105,7 +105,7 @@ def test_every_api_event_of_the_template_is_served_locally_by_the_api_function(l
     assert {(r.method, r.resource) for r in served} == declared
     assert {r.handler for r in served} == {template["Resources"]["ApiFunction"]["Properties"]["Handler"]}
     # ... which has exactly those routes in its resolver ...
-    in_code = {(route.method, route.openapi_path) for route in api.app._static_routes + api.app._dynamic_routes}
+    in_code = set(api.router.routes)
     assert in_code == declared
     # ... and each one answers through the handler: unauthenticated → the handler's 401, not the gateway's 403
     for method, path in sorted(declared):

@@ -146,12 +146,18 @@ def test_the_fixtures_as_sam_local_would_send_them(stack: Stack) -> None:
 
 
 def test_the_token_is_reread_after_its_cache_expires(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
     import boto3
-    from aws_lambda_powertools.utilities import parameters
+
+    from autoblock.dal.secrets import TOKEN_CACHE_SECONDS
+    from autoblock.handlers import wiring
 
     assert call("api_list_blocks.json", TOKEN)[0] == 200
     boto3.client("secretsmanager").put_secret_value(SecretId="autoblock-token", SecretString="rotated-token-value")
-    parameters.clear_caches()  # what max_age does after five minutes
+    assert call("api_list_blocks.json", TOKEN)[0] == 200  # still the cached token
+    # five minutes on
+    monkeypatch.setattr(wiring.secret(), "clock", lambda: time.monotonic() + TOKEN_CACHE_SECONDS + 1)
 
     assert call("api_list_blocks.json", TOKEN)[0] == 401
     assert call("api_list_blocks.json", "rotated-token-value")[0] == 200

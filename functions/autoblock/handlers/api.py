@@ -1,10 +1,12 @@
 """The REST API: POST/GET /blocks, GET/DELETE /blocks/{id}, GET /blocks/{id}/history, GET /history,
 GET /status, behind a bearer token.
 
-Validation at the edge, paid for once: the body and query are checked against the same models the
-OpenAPI document is generated from (``openapi_document``, at build time), by two small route
-middlewares instead of Powertools' validation, whose OpenAPI machinery would be imported by every
-cold start. The route signatures' ``Body``/``Path``/``Query`` annotations are read only then.
+API Gateway (REST, proxy integration) has already matched the route: the event names it as
+``httpMethod`` and ``resource``, so routing is a dictionary look-up (``Router``). Validation at the
+edge, paid for once: ``refusal`` checks the token and the body's shape before anything reads the
+request, then the body and the query are validated against the same models the OpenAPI document is
+generated from. That document is built at build time (``openapi_document``, ``make openapi``) by
+Powertools' resolver from these very routes; a cold start imports none of its machinery.
 """
 
 from __future__ import annotations
@@ -13,19 +15,16 @@ import hmac
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from autoblock.errors import AutoblockError, BlockNotFound, InvalidAddress, InvalidQuery, InvalidRequest
-from autoblock.handlers.wiring import lifecycle
+from autoblock.handlers.wiring import lifecycle, token
 from autoblock.logic.addresses import parse_network
 from autoblock.models import (
     BLOCK_ID_PATTERN,
@@ -37,101 +36,131 @@ from autoblock.models import (
     ErrorBody,
     EventView,
     Status,
-    settings,
 )
 
-if TYPE_CHECKING:  # read by Powertools only when it generates the OpenAPI document (openapi_document)
+if TYPE_CHECKING:  # read only when Powertools generates the OpenAPI document (openapi_document)
     from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 logger = Logger()
-app = APIGatewayRestResolver()
 
 MAX_BODY_BYTES = 8 * 1024
-TOKEN_CACHE_SECONDS = 300  # a rotated token is picked up within five minutes
 TOKEN_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization"})
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
-def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> Response[str]:
-    body: dict[str, Any] = {"error": code, "message": message}
-    if fields is not None:
-        body["fields"] = fields
-    return Response(status, "application/json", json.dumps(body))
+@dataclass(frozen=True)
+class Request:
+    """What a route sees of the proxy event."""
+
+    event: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return f"api:{self.event.get('requestContext', {}).get('requestId', '')}"
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(self.event.get("queryStringParameters") or {})
+
+    @property
+    def path(self) -> dict[str, str]:
+        return dict(self.event.get("pathParameters") or {})
 
 
-def _ok(model: BaseModel, status: int = 200) -> Response[str]:
-    return Response(status, "application/json", model.model_dump_json())
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+
+    @classmethod
+    def of(cls, model: BaseModel, status: int = 200) -> Answer:
+        return cls(status, model.model_dump_json())
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None) -> Answer:
+        body: dict[str, Any] = {"error": code, "message": message}
+        if fields is not None:
+            body["fields"] = fields
+        headers = {"Content-Type": "application/json"}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return cls(status, json.dumps(body), headers)
+
+    def proxy(self) -> dict[str, Any]:
+        """The answer as the REST API's Lambda proxy integration takes it."""
+        return {
+            "statusCode": self.status,
+            "headers": self.headers,
+            "multiValueHeaders": {k: [v] for k, v in self.headers.items()},
+            "body": self.body,
+            "isBase64Encoded": False,
+        }
 
 
-def _model(model: type[BaseModel], **errors: str) -> dict[int, Any]:
-    """The OpenAPI description of a route's answers: 200 carrying ``model`` (routes answer Response
-    objects), 401 for a missing or wrong token, and each error given as ``e404="why"``; every error
-    answer is an ErrorBody."""
-
-    def error(description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
-
-    answers: dict[int, Any] = {
-        200: {"description": "Successful Response", "content": {"application/json": {"model": model}}}
-    }
-    answers[401] = error("Missing or invalid bearer token (unauthorized)")
-    answers.update({int(code.removeprefix("e")): error(why) for code, why in errors.items()})
-    return answers
+@dataclass(frozen=True)
+class Route:
+    method: str
+    resource: str  # as API Gateway names it: /blocks/{block_id}
+    func: Callable[..., Answer]
+    summary: str
+    responses: dict[int, Any]
+    body: type[BaseModel] | None = None  # validated and passed as the argument "request"
+    query: tuple[str, ...] = ()  # required query parameters, passed by name
 
 
-def _token() -> str:
-    return str(parameters.get_secret(settings().token_secret_id, max_age=TOKEN_CACHE_SECONDS))
+class Router:
+    """The routes of template.yaml's Api events, looked up by (method, resource)."""
 
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Route] = {}
 
-def refusal(event: APIGatewayProxyEvent) -> tuple[int, str, str] | None:
-    """Authentication and the request-shape checks, before anything else reads the request
-    (Powertools validates bodies before its middlewares run: no unauthenticated caller may
-    learn anything from a validation error)."""
-    query = {k.lower() for k in (event.query_string_parameters or {})}
-    if query & TOKEN_QUERY_NAMES:
-        return 400, "token_in_url", "send the token in the Authorization header, never in the URL"
-    scheme, _, presented = (event.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), _token().encode()):
-        return 401, "unauthorized", "missing or invalid bearer token"
-    if event.http_method == "POST":
-        content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return 415, "unsupported_media_type", "send the body as application/json"
-        body = event.body or ""
-        if len(body.encode()) > MAX_BODY_BYTES:
-            return 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes"
+    def route(
+        self,
+        method: str,
+        resource: str,
+        summary: str,
+        responses: dict[int, Any],
+        body: type[BaseModel] | None = None,
+        query: tuple[str, ...] = (),
+    ) -> Callable[[Callable[..., Answer]], Callable[..., Answer]]:
+        def register(func: Callable[..., Answer]) -> Callable[..., Answer]:
+            self.routes[(method, resource)] = Route(method, resource, func, summary, responses, body, query)
+            return func
+
+        return register
+
+    def resolve(self, event: dict[str, Any]) -> Answer:
+        route = self.routes.get((str(event.get("httpMethod")), str(event.get("resource"))))
+        if route is None:
+            return Answer.error(404, "not_found", "no such route")
+        request = Request(event)
         try:
-            parsed = json.loads(body)
-        except (ValueError, RecursionError):
-            return 400, "invalid_json", "the body is not valid JSON"
-        if not isinstance(parsed, dict):
-            return 400, "invalid_json", "the body must be a JSON object"
-    return None
+            return route.func(request, **self._arguments(route, request))
+        except AutoblockError as exc:
+            logger.info("request refused", extra={"error": exc.code})
+            fields = exc.fields if isinstance(exc, InvalidRequest) else None
+            return Answer.error(exc.http_status, exc.code, str(exc), fields)
 
-
-def _refused(status: int, code: str, message: str) -> dict[str, Any]:
-    logger.info("request refused", extra={"error": code})
-    headers = {"Content-Type": "application/json"}
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return {
-        "statusCode": status,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "body": json.dumps({"error": code, "message": message}),
-        "isBase64Encoded": False,
-    }
-
-
-@app.exception_handler(AutoblockError)  # type: ignore[untyped-decorator]
-def domain_error(exc: AutoblockError) -> Response[str]:
-    logger.info("request refused", extra={"error": exc.code})
-    fields = exc.fields if isinstance(exc, InvalidRequest) else None
-    return _error(exc.http_status, exc.code, str(exc), fields)
+    @staticmethod
+    def _arguments(route: Route, request: Request) -> dict[str, Any]:
+        arguments: dict[str, Any] = dict(request.path)
+        if route.body is not None:
+            try:  # refusal() already checked that the body is a JSON object within the size limit
+                arguments["request"] = route.body.model_validate(json.loads(request.event.get("body") or "{}"))
+            except ValidationError as exc:
+                raise _invalid(exc) from None
+        for name in route.query:
+            if name not in request.query:
+                raise InvalidRequest(
+                    f"{name}: Field required", [{"field": name, "type": "missing", "message": "Field required"}]
+                )
+            arguments[name] = request.query[name]
+        return arguments
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:
-    """A body or query that does not match its model: the one error shape, with each field."""
+    """A body that does not match its model: the one error shape, with each field at fault."""
     fields = [
         {"field": ".".join(str(p) for p in e["loc"]) or "body", "type": e["type"], "message": e["msg"]}
         for e in exc.errors(include_url=False, include_context=False, include_input=False)
@@ -139,49 +168,70 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest("; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
 
 
-def body_as(model: type[BaseModel], name: str) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """A route middleware handing the route its JSON body, validated as ``model``, as argument ``name``
-    (``refusal`` has already checked that the body is a JSON object within the size limit)."""
+def answers(model: type[BaseModel], **errors: str) -> dict[int, Any]:
+    """The OpenAPI description of a route's answers: 200 carrying ``model``, 401 for a missing or
+    wrong token, and each error given as ``e404="why"``; every error answer is an ErrorBody."""
 
-    def validate(router: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
+
+    described: dict[int, Any] = {
+        200: {"description": "Successful Response", "content": {"application/json": {"model": model}}}
+    }
+    described[401] = error("Missing or invalid bearer token (unauthorized)")
+    described.update({int(code.removeprefix("e")): error(why) for code, why in errors.items()})
+    return described
+
+
+router = Router()
+
+
+def refusal(event: dict[str, Any]) -> Answer | None:
+    """Authentication and the request-shape checks, before anything else reads the request: no
+    unauthenticated caller learns anything from a validation error."""
+    query = {k.lower() for k in (event.get("queryStringParameters") or {})}
+    if query & TOKEN_QUERY_NAMES:
+        return Answer.error(400, "token_in_url", "send the token in the Authorization header, never in the URL")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    scheme, _, presented = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token().encode()):
+        return Answer.error(401, "unauthorized", "missing or invalid bearer token")
+    if event.get("httpMethod") == "POST":
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return Answer.error(415, "unsupported_media_type", "send the body as application/json")
+        body = event.get("body") or ""
+        if len(body.encode()) > MAX_BODY_BYTES:
+            return Answer.error(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
         try:
-            value = model.model_validate(json.loads(router.current_event.body or "{}"))
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        router.context["_route_args"] = {**router.context.get("_route_args", {}), name: value}
-        return next_middleware(router)
-
-    return validate
-
-
-def query(name: str) -> Callable[[APIGatewayRestResolver, NextMiddleware], Response[Any]]:
-    """A route middleware handing the route the required query parameter ``name``."""
-
-    def require(router: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-        value = (router.current_event.query_string_parameters or {}).get(name)
-        if value is None:
-            fields = [{"field": name, "type": "missing", "message": "Field required"}]
-            raise InvalidRequest(f"{name}: Field required", fields)
-        router.context["_route_args"] = {**router.context.get("_route_args", {}), name: value}
-        return next_middleware(router)
-
-    return require
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return Answer.error(400, "invalid_json", "the body is not valid JSON")
+        if not isinstance(parsed, dict):
+            return Answer.error(400, "invalid_json", "the body must be a JSON object")
+    return None
 
 
-@app.not_found
-def no_route(exc: Exception) -> Response[str]:
-    return _error(404, "not_found", "no such route")
+def _known(block_id: str) -> str:
+    if not re.fullmatch(BLOCK_ID_PATTERN, block_id):
+        raise BlockNotFound("no block with that id")
+    return block_id
 
 
-def _source() -> str:
-    return f"api:{app.current_event.request_context.request_id}"
+NOT_FOUND = "No block with that id (not_found)"
 
 
-@app.post(
+@router.route(
+    "POST",
     "/blocks",
     summary="Block an address",
+    body=BlockRequest,
     responses={
-        401: {"description": "Missing or invalid bearer token", "content": {"application/json": {"model": ErrorBody}}},
+        **answers(
+            BlockView,
+            e409="Conflicts with a block of the address (conflict)",
+            e422="Never blockable (not_blockable), or a body that does not match (invalid_request, with fields)",
+            e503="No free rule number (capacity_exceeded, WhenFull=reject)",
+        ),
         200: {
             "description": "An active block of the address was extended",
             "content": {"application/json": {"model": BlockView}},
@@ -193,109 +243,105 @@ def _source() -> str:
             ),
             "content": {"application/json": {"model": BlockView}},
         },
-        409: {
-            "description": "Conflicts with a block of the address",
-            "content": {"application/json": {"model": ErrorBody}},
-        },
-        422: {
-            "description": "Never blockable (not_blockable), or a body that does not match (invalid_request, with fields)",
-            "content": {"application/json": {"model": ErrorBody}},
-        },
-        503: {
-            "description": "No free rule number (WhenFull=reject)",
-            "content": {"application/json": {"model": ErrorBody}},
-        },
     },
-    security=SECURITY,
-    middlewares=[body_as(BlockRequest, "request")],
 )
-def create_block(request: Annotated[BlockRequest, Body()]) -> Response[str]:
+def create_block(http: Request, request: Annotated[BlockRequest, Body()]) -> Answer:
     """The block answers pending, with its rule numbers: its workflow applies it within a second
     (GET /blocks/{id} then says active, or rejected with the reason should EC2 refuse the entry)."""
-    opened = lifecycle().open(request, source=request.source or _source())
-    status = 200 if opened.outcome == "extended" else 202
-    return _ok(BlockView.of(opened.block), status)
+    opened = lifecycle().open(request, source=request.source or http.source)
+    return Answer.of(BlockView.of(opened.block), 200 if opened.outcome == "extended" else 202)
 
 
-@app.get("/blocks", summary="List live blocks", security=SECURITY, responses=_model(BlockList))
-def list_blocks() -> Response[str]:
-    return _ok(BlockList(blocks=[BlockView.of(b) for b in lifecycle().live()]))
+@router.route("GET", "/blocks", summary="List live blocks", responses=answers(BlockList))
+def list_blocks(http: Request) -> Answer:
+    return Answer.of(BlockList(blocks=[BlockView.of(b) for b in lifecycle().live()]))
 
 
-def _known(block_id: str) -> str:
-    if not re.fullmatch(BLOCK_ID_PATTERN, block_id):
-        raise BlockNotFound("no block with that id")
-    return block_id
+@router.route("GET", "/blocks/{block_id}", summary="Show a block", responses=answers(BlockView, e404=NOT_FOUND))
+def get_block(http: Request, block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Answer:
+    return Answer.of(BlockView.of(lifecycle().get(_known(block_id))))
 
 
-@app.get(
-    "/blocks/<block_id>",
-    summary="Show a block",
-    security=SECURITY,
-    responses=_model(BlockView, e404="No block with that id (not_found)"),
-)
-def get_block(block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Response[str]:
-    return _ok(BlockView.of(lifecycle().get(_known(block_id))))
-
-
-@app.delete(
-    "/blocks/<block_id>",
-    summary="Unblock now",
-    security=SECURITY,
-    responses=_model(BlockView, e404="No block with that id (not_found)"),
-)
-def delete_block(block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Response[str]:
+@router.route("DELETE", "/blocks/{block_id}", summary="Unblock now", responses=answers(BlockView, e404=NOT_FOUND))
+def delete_block(http: Request, block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Answer:
     """Remove the block's entries now and stop its waiting execution."""
-    return _ok(BlockView.of(lifecycle().unblock(_known(block_id), _source())))
+    return Answer.of(BlockView.of(lifecycle().unblock(_known(block_id), http.source)))
 
 
-@app.get(
-    "/blocks/<block_id>/history",
+@router.route(
+    "GET",
+    "/blocks/{block_id}/history",
     summary="A block's events, oldest first",
-    security=SECURITY,
-    responses=_model(BlockHistory, e404="No block with that id (not_found)"),
+    responses=answers(BlockHistory, e404=NOT_FOUND),
 )
-def block_history(block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Response[str]:
+def block_history(http: Request, block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Answer:
     block = lifecycle().get(_known(block_id))
     events = [EventView.of(e) for e in lifecycle().history(block)]
-    return _ok(BlockHistory(block_id=block.id, ip=block.cidr, events=events))
+    return Answer.of(BlockHistory(block_id=block.id, ip=block.cidr, events=events))
 
 
-@app.get(
+@router.route(
+    "GET",
     "/history",
     summary="An address's events, oldest first",
-    security=SECURITY,
-    responses=_model(AddressHistory, e422="No ip, or not an address (invalid_request, invalid_address)"),
-    middlewares=[query("ip")],
+    query=("ip",),
+    responses=answers(AddressHistory, e422="No ip, or not an address (invalid_request, invalid_address)"),
 )
 def address_history(
-    ip: Annotated[str, Query(description="An address or CIDR, as POST /blocks takes it (required)")],
-) -> Response[str]:
+    http: Request, ip: Annotated[str, Query(description="An address or CIDR, as POST /blocks takes it (required)")]
+) -> Answer:
     try:
         cidr = parse_network(ip).compressed
     except InvalidAddress as exc:
         raise InvalidQuery(str(exc)) from None
-    return _ok(AddressHistory(ip=cidr, events=[EventView.of(e) for e in lifecycle().address_history(cidr)]))
+    return Answer.of(AddressHistory(ip=cidr, events=[EventView.of(e) for e in lifecycle().address_history(cidr)]))
 
 
-@app.get("/status", summary="Configuration and rule numbers in use", security=SECURITY, responses=_model(Status))
-def status() -> Response[str]:
-    return _ok(lifecycle().status())
+@router.route("GET", "/status", summary="Configuration and rule numbers in use", responses=answers(Status))
+def status(http: Request) -> Answer:
+    return Answer.of(lifecycle().status())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    refused = refusal(APIGatewayProxyEvent(event))
-    return _refused(*refused) if refused else app.resolve(event, context)
+    refused = refusal(event)
+    if refused is not None:
+        logger.info("request refused", extra={"error": json.loads(refused.body)["error"]})
+        return refused.proxy()
+    return router.resolve(event).proxy()
 
 
 def openapi_document() -> str:
-    """The OpenAPI document of the routes above (make openapi; a test checks docs/openapi.json)."""
+    """The OpenAPI document of the routes above, generated by Powertools' resolver from their
+    signatures and descriptions (make openapi; a test checks docs/openapi.json)."""
+    import functools
+    import inspect
+
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.event_handler.openapi import params
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
     globals().update(Body=params.Body, Path=params.Path, Query=params.Query)  # the routes' annotations
-    return app.get_openapi_json_schema(
+    resolver = APIGatewayRestResolver()
+    for route in router.routes.values():
+        # Powertools reads a route's parameters from its signature: the route's own, less ``http``;
+        # its answers are the route's ``responses``.
+        def documented(*args: Any, _func: Callable[..., Answer] = route.func, **kwargs: Any) -> Any:
+            return _func(*args, **kwargs)
+
+        signature = inspect.signature(route.func, eval_str=True)
+        functools.update_wrapper(documented, route.func)
+        vars(documented)["__signature__"] = signature.replace(
+            parameters=list(signature.parameters.values())[1:], return_annotation=inspect.Signature.empty
+        )
+        resolver.route(
+            rule=re.sub(r"\{(\w+)\}", r"<\1>", route.resource),
+            method=route.method,
+            summary=route.summary,
+            responses=route.responses,
+            security=SECURITY,
+        )(documented)
+    return resolver.get_openapi_json_schema(
         title="autoblock",
         version="1.0.0",
         description="Time-limited blocking of attacker addresses in VPC Network ACLs.",

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from autoblock.dal.nacl import Nacls
+from autoblock.dal.secrets import Secret
 from autoblock.dal.table import BlockTable
 from autoblock.dal.workflow import Workflow
 from autoblock.logic.lifecycle import Lifecycle
-from autoblock.logic.sweeper import Sweeper
 from autoblock.models import settings
+
+if TYPE_CHECKING:
+    from autoblock.logic.sweeper import Sweeper
 
 
 @cache
@@ -21,7 +25,19 @@ def lifecycle() -> Lifecycle:
 
 
 @cache
+def secret() -> Secret:
+    return Secret(settings().token_secret_id)
+
+
+def token() -> str:
+    """The API's bearer token (read once every few minutes)."""
+    return secret().value()
+
+
+@cache
 def sweeper() -> Sweeper:
+    from autoblock.logic.sweeper import Sweeper
+
     run = lifecycle()
     return Sweeper(run, run.store, run.ctx.workflow.status)
 
@@ -30,5 +46,5 @@ def reset() -> None:
     """Forget every cached object (tests point the handlers at a new emulated stack)."""
     from autoblock.dal import aws
 
-    for cached in (lifecycle, sweeper, settings, aws.client, aws._table):
+    for cached in (lifecycle, secret, sweeper, settings, aws.client, aws._table):
         cached.cache_clear()
