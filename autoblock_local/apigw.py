@@ -16,6 +16,7 @@ import itertools
 import json
 import queue
 import re
+import sys
 import threading
 import time
 import uuid
@@ -74,6 +75,7 @@ def fresh_module(module_name: str) -> ModuleType:
     assert copy_spec is not None
     assert copy_spec.loader is not None
     module = importlib.util.module_from_spec(copy_spec)
+    sys.modules[copy_spec.name] = module  # as an import would: dataclasses look their module up there
     copy_spec.loader.exec_module(module)
     return module
 

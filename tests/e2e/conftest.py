@@ -59,6 +59,17 @@ class LocalStack:
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), json.loads(error.read() or b"null")
 
+    def settled(self, block_id: str, timeout: float = 20) -> Any:
+        """The block as GET /blocks/{id} shows it once its workflow applied or refused it (POST answers
+        at once with the block pending), as a client polling the API sees it."""
+
+        def shown() -> Any:
+            status, _, body = self.request("GET", f"/blocks/{block_id}")
+            assert status == 200, body
+            return body if body["state"] not in ("pending", "releasing") else None
+
+        return wait_for(shown, timeout, f"block {block_id} still pending")
+
     def aws(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.aws_endpoint, region_name="us-east-1")  # type: ignore[call-overload]
 

@@ -25,9 +25,10 @@ def test_block_list_extend_unblock_over_http(local: LocalStack) -> None:
     # When: a block, over HTTP, with the printed token
     status, _, created = local.request("POST", "/blocks", {"ip": "203.0.113.201", "duration": 600, "reason": "e2e"})
 
-    # Then: denied in every demo NACL before the answer
+    # Then: answered at once with the rule numbers it holds, and denied in every demo NACL moments later
     assert status == 202, created
-    assert created["state"] == "active"
+    assert created["state"] == "pending" and len(created["rules"]) == 2
+    assert local.settled(created["id"])["state"] == "active"
     nacls = local.nacl_ids()
     assert len(nacls) == 2
     rules = {(r["nacl_id"], r["rule_number"]) for r in created["rules"]}
@@ -51,6 +52,8 @@ def test_block_list_extend_unblock_over_http(local: LocalStack) -> None:
 def test_a_block_is_released_within_seconds_of_its_deadline(local: LocalStack) -> None:
     status, _, created = local.request("POST", "/blocks", {"ip": "198.51.100.202", "duration": 6})
     assert status == 202, created
+    assert local.settled(created["id"])["state"] == "active"
+    assert [d for d in local.denied() if d[3] == "198.51.100.202/32"]
 
     wait_for(lambda: not [d for d in local.denied() if d[3] == "198.51.100.202/32"], 30, "the entry to go")
 
