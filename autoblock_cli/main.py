@@ -235,6 +235,9 @@ def _outcome(block: dict[str, Any], created: bool) -> Outcome:
     if not created:
         return Outcome(f"extended the live block: {ip}")
     if state == "active":
+        evicted = [f"{e.get('ip')} (block {render.short_id(str(e.get('id', '')))})" for e in block.get("evicted") or []]
+        if evicted:
+            return Outcome(f"created: {ip}, evicting {', '.join(evicted)} to make room")
         return Outcome(f"created: {ip}")
     return Outcome(f"{state}: {ip}")
 

@@ -133,6 +133,7 @@ class Block(BaseModel):
     created_at: int
     expires_at: int
     rules: dict[str, int] = Field(default_factory=dict)
+    evicted: list[dict[str, str]] = Field(default_factory=list)  # {"id", "ip"} of blocks evicted for it
     dry_run: bool = False
     state_since: int = 0  # when the block entered its current state (the sweeper's grace periods)
     ending_state: str | None = None  # while releasing: the state it ends in, so anyone can finish it
@@ -152,6 +153,11 @@ class RuleView(BaseModel):
     rule_number: int
 
 
+class EvictedView(BaseModel):
+    id: str
+    ip: str
+
+
 class BlockView(BaseModel):
     """A block as the API shows it."""
 
@@ -164,6 +170,10 @@ class BlockView(BaseModel):
     created_at: str
     expires_at: str
     rules: list[RuleView]
+    evicted: list[EvictedView] = Field(
+        default_factory=list,
+        description="Blocks ended early to make room for this one (WhenFull=evict-soonest-expiring)",
+    )
     dry_run: bool
     ended_at: str | None = None
     end_reason: str | None = None
@@ -184,6 +194,7 @@ class BlockView(BaseModel):
             created_at=clock.iso_z(block.created_at),
             expires_at=clock.iso_z(block.expires_at),
             rules=rules,
+            evicted=[EvictedView(id=e["id"], ip=e["ip"]) for e in block.evicted],
             dry_run=block.dry_run,
             ended_at=clock.iso_z(block.ended_at) if block.ended_at is not None else None,
             end_reason=block.end_reason,

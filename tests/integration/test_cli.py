@@ -727,6 +727,17 @@ def test_a_dry_run_says_what_would_have_happened_and_a_repeat_says_extended() ->
     assert again.stdout.startswith("extended the live block: 203.0.113.7/32\n")
 
 
+def test_a_block_that_evicted_another_names_it() -> None:
+    victim = "5f0e2a9c1b3d4e6f8a7b9c0d1e2f3a4b"
+    pending = {**PENDING, "rules": []}  # the range was full: its workflow evicts to make room
+    applied = {**PENDING, "state": "active", "evicted": [{"id": victim, "ip": "198.51.100.2/32"}]}
+    with serve_canned({"POST /blocks": (202, pending), f"GET /blocks/{BLOCK}": (200, applied)}, []) as url:
+        done = run("block", "203.0.113.7", url=url)
+
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.startswith("created: 203.0.113.7/32, evicting 198.51.100.2/32 (block 5f0e2a9c) to make room\n")
+
+
 def test_env_prints_the_local_stack_s_exports_for_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "autoblock" / "local-3100.json"
     state.parent.mkdir()

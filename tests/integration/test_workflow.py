@@ -206,6 +206,7 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
         assert third["rules"] == []  # the range was full: its workflow evicts to make room
         third = settled(third["id"])
         assert third["rules"] == [{"nacl_id": nacl, "direction": "ingress", "rule_number": 10}]
+        assert third["evicted"] == [{"id": soon["id"], "ip": "203.0.113.1/32"}]  # who made room, by name
         path = stack.path(stack.execution_arn(third["id"]))
         assert path[:4] == ["Validate", "Reserve", "ReserveByEviction", "Apply"]
         assert stack.managed(nacl) == [(10, False, "203.0.113.3/32"), (11, False, "203.0.113.2/32")]

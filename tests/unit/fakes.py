@@ -305,7 +305,7 @@ class MemoryStore(Scripted):
         self._call("slots")
         return {n: s.block_id for n, s in self.slot_items.get(key, {}).items()}
 
-    def take_slot(self, block: Block, key: str, number: int, now: int) -> bool:
+    def take_slot(self, block: Block, key: str, number: int, now: int, evicted: dict[str, str] | None = None) -> bool:
         self._call("take_slot")
         stored = self.blocks.get(block.id)
         if stored is None or stored.state != "pending" or key in stored.rules:
@@ -314,6 +314,8 @@ class MemoryStore(Scripted):
             return False
         self.hold(key, number, block.id, block.cidr, now)
         stored.rules[key] = number
+        if evicted is not None:
+            stored.evicted.append(dict(evicted))
         return True
 
     def quarantine_slot(self, block: Block, key: str, number: int, found: str) -> None:

@@ -145,6 +145,8 @@ def test_reserve_evicts_the_active_block_that_expires_first_and_takes_its_number
     assert (ticket.reserved, ticket.rules) == (True, {"acl-a|ingress": 101})
     assert rig.store.held() == {"acl-a|ingress": {100: late.id, 101: new.id}}
     assert rig.nacls.denies("acl-a") == [("ingress", 100, "198.51.100.1/32")]
+    # and the new block names the block it evicted
+    assert rig.store.block(new.id).evicted == [{"id": soon.id, "ip": "198.51.100.2/32"}]
 
 
 def test_a_number_the_slot_view_thinks_free_but_another_container_took_is_skipped() -> None:

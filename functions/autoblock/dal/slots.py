@@ -56,9 +56,15 @@ class SlotItems(Items):
             item = self.table.get_item(Key=block_key(block_id), ConsistentRead=True).get("Item")
         return to_block(item) if item else None
 
-    def take_slot(self, block: Block, key: str, number: int, now: int) -> bool:
-        """Hold ``number`` for a pending block. False if another block holds it; Unchanged if the
-        block stopped being pending or already holds a slot there."""
+    def take_slot(self, block: Block, key: str, number: int, now: int, evicted: dict[str, str] | None = None) -> bool:
+        """Hold ``number`` for a pending block (recording ``evicted``, the block ended to free it). False
+        if another block holds it; Unchanged if the block stopped being pending or already holds a
+        slot there."""
+        update = "SET #rules.#k = :n"
+        values: dict[str, Any] = {":n": number, ":p": "pending"}
+        if evicted is not None:
+            update += ", evicted = list_append(if_not_exists(evicted, :none), :ev)"
+            values.update({":none": [], ":ev": [evicted]})
         try:
             with translated("TransactWriteItems take slot"):
                 self.client.transact_write_items(
@@ -68,10 +74,10 @@ class SlotItems(Items):
                             "Update": {
                                 "TableName": self.name,
                                 "Key": block_key(block.id),
-                                "UpdateExpression": "SET #rules.#k = :n",
+                                "UpdateExpression": update,
                                 "ConditionExpression": "#st = :p AND attribute_not_exists(#rules.#k)",
                                 "ExpressionAttributeNames": {"#rules": "rules", "#k": key, "#st": "state"},
-                                "ExpressionAttributeValues": {":n": number, ":p": "pending"},
+                                "ExpressionAttributeValues": values,
                             }
                         },
                     ]

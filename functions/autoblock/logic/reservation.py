@@ -110,16 +110,19 @@ class Reservations:
 
     def reserve_one(self, block: Block, key: str) -> Block:
         rule_range = self.ctx.settings.rule_range
+        evicted: dict[str, str] | None = None
         for _ in range(RESERVE_ATTEMPTS_PER_SLOT):
             taken = self.view.taken(key, fresh=True)
             number = rule_range.first_free(taken)
             if number is None:
-                self._make_room(block, key, taken)
+                evicted = self._make_room(block, key, taken)
                 continue
             try:
-                if self.ctx.store.take_slot(block, key, number, int(self.ctx.now())):
+                if self.ctx.store.take_slot(block, key, number, int(self.ctx.now()), evicted):
                     self.view.learn(key, number, block.id)
                     block.rules[key] = number
+                    if evicted is not None:
+                        block.evicted.append(evicted)
                     return block
             except Unchanged as unchanged:
                 current = unchanged.current
@@ -128,7 +131,8 @@ class Reservations:
                 return current  # unblocked meanwhile, or the slot was taken by a retry of this task
         raise CapacityExceeded(f"could not reserve a rule number in {key} after {RESERVE_ATTEMPTS_PER_SLOT} attempts")
 
-    def _make_room(self, block: Block, key: str, taken: dict[int, str]) -> None:
+    def _make_room(self, block: Block, key: str, taken: dict[int, str]) -> dict[str, str]:
+        """End the active block that would end first (WhenFull=evict-soonest-expiring); its id and address."""
         capacity = self.capacity(key, taken)
         if self.ctx.settings.when_full == "reject":
             raise CapacityExceeded(f"no free rule number: {capacity}; WhenFull=reject")
@@ -147,3 +151,4 @@ class Reservations:
             frozenset({"active"}),
             source=block.source,
         )
+        return {"id": victim.id, "ip": victim.cidr}
