@@ -786,12 +786,18 @@ def markdown(r: dict[str, Any]) -> str:
     violations = "\n".join(f"| {k} | {v} |" for k, v in base["burst"]["violations"].items())
     amortised = now["amortised"]
     view = amortised["slot view Query"]["burst"]
-    before_note = (
-        f"measured in this run: commit `{old['commit']}` extracted with `git archive` to a temporary folder, "
-        "with its own emulator and handlers, by the same `bench/probe.py` and the same import count"
-        if old["measured"]
-        else f"not measured in this run ({old['why']})"
-    )
+    if old["measured"]:
+        before_note = (
+            f"commit `{old['commit']}` extracted with `git archive` to a temporary folder and run with its "
+            "own emulator and handlers by the same `bench/probe.py` and the same import count. Counted that "
+            f"way, its warm request → entry is {old['warm']['total']} calls + {old['warm']['invocations'] - 1} "
+            f"`Lambda.Invoke` = {old['warm']['total'] + old['warm']['invocations'] - 1} requests at the endpoint "
+            f"(the issue: {ISSUE['request_to_entry']}), its lifecycle {old['lifecycle']['total']} + "
+            f"{old['lifecycle']['invocations'] - 1} = {old['lifecycle']['total'] + old['lifecycle']['invocations'] - 1} "
+            f"(the issue: {ISSUE['lifecycle']})"
+        )
+    else:
+        before_note = f"not measured in this run ({old['why']})"
     return f"""# Benchmarks
 
 Command: `{r["command"]}` on {r["machine"]["platform"]}, {r["machine"]["cpus"]} CPUs, Python
@@ -807,12 +813,11 @@ included); the state machine's `Lambda.Invoke` is counted as an invocation, besi
 |---|---|---|---|---|---|
 {table}
 
-Sources of "before: reported": the issue "lean core", which counted every request reaching the
-emulated endpoint (13 and 23 include the API's GetSecretValue or the state machine's
-`Lambda.Invoke`), and commit `{BEFORE}`'s own `docs/benchmarks.json` ("by its bench": a hook on the
-default session, which missed GetSecretValue and every `Lambda.Invoke`); its import ratios are
-`-X importtime`, best of 3, without the Lambda environment. The idle cost is the issue's. "Before:
-measured in this run": {before_note}.
+"Before: reported": the issue "lean core", which counted every request reaching the emulated
+endpoint ("at the endpoint"), the peer and the idle cost as the issue quotes them; "by its bench" and
+the import ratios are commit `{BEFORE}`'s own `docs/benchmarks.json` (a hook on the default session,
+which missed GetSecretValue and every `Lambda.Invoke`; imports by `-X importtime`, best of 3, without
+the Lambda environment). "Before: measured in this run": {before_note}.
 
 ## Request → deny entry
 
@@ -827,7 +832,8 @@ What a warm container amortises: GetSecretValue ({amortised["GetSecretValue"]["c
 {amortised["GetSecretValue"]["cache_s"]} s, `TOKEN_CACHE_SECONDS`) and the slot view's Query per (NACL, direction)
 ({amortised["slot view Query"]["cold_calls"]} per cold start, cached {amortised["slot view Query"]["cache_s"]:.0f} s, `SLOT_VIEW_SECONDS`, and read again
 whenever a range looks full). During the burst below the slot view answered {view["hits"]} reads from
-memory and went to the table {view["misses"]} times: hit rate **{view["hit_rate"]:.0%}**.
+memory and went to the table {view["misses"]} times: hit rate **{view["hit_rate"]:.0%}** (once a range is full, every
+new block reads it again before it is refused, by design: a stale view must never refuse a block).
 
 Latency on the emulator, from the POST to its CreateNetworkAclEntry returning, {now["latency"]["requests"]} warm requests
 one after the other (each block unblocked, unrecorded, once active): p50 {now["latency"]["entry_ms"]["p50"]} ms,
@@ -879,7 +885,9 @@ the outcomes, counts and invariant checks are the point.
 autoblock: answers {json.dumps(burst_r["statuses"])} in {burst_r["answered_s"]} s (all blocks settled
 after {burst_r["settled_s"]} s); blocks {json.dumps(burst_r["blocks"])}; {burst_r["entries"]} entries in the
 NACL; {burst_r["aws_calls_per_request"]} AWS calls per request ({json.dumps(burst_r["calls"])}), {burst_r["lambda_invocations"]} Lambda
-invocations; slot view hit rate {view["hit_rate"]:.0%}; invariants checked at
+invocations; slot view hit rate {view["hit_rate"]:.0%}. The 32 clients start with no token cached and
+each fetches it (as 32 new Lambda environments would); a burst longer than the token's cache
+fetches it again. Invariants checked at
 {burst_r["observations"]} observation points: **{burst_r["invariant_violations"]} violations**.
 
 Seed design, the same burst: outcomes {json.dumps(base["burst"]["outcomes"])};
