@@ -516,9 +516,6 @@ def deploy_stack(
     created = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")
     assert created["stateMachineArn"] == state_machine_arn == env["STATE_MACHINE_ARN"]
 
-    # How long POST /blocks waits for the block to be applied: generous in tests, so that a loaded
-    # machine still answers with an applied block (a fast one answers as soon as it is).
-    env["API_WAIT_SECONDS"] = "20" if test_defaults else "5"
     for key, value in env.items():
         setenv(key, value)
     wiring.reset()

@@ -49,15 +49,14 @@ os.environ.update(
 
 import boto3  # noqa: E402
 
+from autoblock.dal.secrets import TOKEN_CACHE_SECONDS  # noqa: E402
 from autoblock.handlers import sweeper, wiring  # noqa: E402
-from autoblock.handlers.api import TOKEN_CACHE_SECONDS  # noqa: E402
 from autoblock.logic.reservation import SLOT_VIEW_SECONDS  # noqa: E402
 from autoblock.models import BlockRequest  # noqa: E402
 from autoblock_local import emulator  # noqa: E402
 from autoblock_local.emulator import (  # noqa: E402
     TOKEN,
     FakeLambdaContext,
-    Stack,
     deploy_stack,
     emulated_aws,
     wait_until,
@@ -66,6 +65,7 @@ from autoblock_local.invariants import violations  # noqa: E402
 from autoblock_local.invoke import call, event, isolated_api  # noqa: E402
 from bench import cost  # noqa: E402
 from bench.baseline import Seed, create_table  # noqa: E402
+from bench.history import write_history  # noqa: E402
 from bench.probe import ENTRY, INVOKE, Recorder, ours, until_entry  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -105,30 +105,6 @@ class ItemsRead:
         parsed = kwargs["parsed"]
         self.items += len(parsed.get("Items", ())) + ("Item" in parsed)
         self.items += sum(len(v) for v in parsed.get("Responses", {}).values())
-
-
-def write_history(stack: Stack, first: int, last: int) -> None:
-    """Ended blocks number first … last-1, written straight into the table: the history a sweep
-    must not read."""
-    with stack.ddb.Table(stack.table_name).batch_writer() as batch:
-        for i in range(first, last):
-            block_id = f"{i:032x}"
-            batch.put_item(
-                Item={
-                    "pk": f"BLOCK#{block_id}",
-                    "sk": "BLOCK",
-                    "id": block_id,
-                    "cidr": f"198.51.100.{i % 250}/32",
-                    "family": 4,
-                    "direction": "ingress",
-                    "nacl_ids": stack.nacl_ids,
-                    "state": "expired",
-                    "created_at": 1_700_000_000 + i,
-                    "expires_at": 1_700_000_600 + i,
-                    "rules": {},
-                    "ttl": 1_900_000_000,
-                }
-            )
 
 
 @contextmanager

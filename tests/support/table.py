@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autoblock_local.emulator import Stack
+from bench.history import write_history
 
 
 def assert_nothing_written(stack: Stack) -> None:
@@ -34,24 +35,4 @@ class ItemCounter:
             self.items += sum(len(v) for v in parsed["Responses"].values())
 
 
-def write_history(stack: Stack, first: int, last: int) -> None:
-    """Ended blocks number first … last-1 straight into the table: history that no sweep should read."""
-    with stack.ddb.Table(stack.table_name).batch_writer() as batch:
-        for i in range(first, last):
-            block_id = f"{i:032x}"
-            batch.put_item(
-                Item={
-                    "pk": f"BLOCK#{block_id}",
-                    "sk": "BLOCK",
-                    "id": block_id,
-                    "cidr": f"198.51.100.{i % 250}/32",
-                    "family": 4,
-                    "direction": "ingress",
-                    "nacl_ids": stack.nacl_ids,
-                    "state": "expired",
-                    "created_at": 1_700_000_000 + i,
-                    "expires_at": 1_700_000_600 + i,
-                    "rules": {},
-                    "ttl": 1_900_000_000,
-                }
-            )
+__all__ = ["ItemCounter", "assert_nothing_written", "write_history"]
