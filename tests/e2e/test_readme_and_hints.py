@@ -140,7 +140,7 @@ def test_readme_s_try_it_commands_run_as_written(local: LocalStack, home: Path, 
         assert out.startswith("created: 203.0.113.9/32\n")
         assert re.search(
             r"^1 live block .*\n.*\n.*\n[0-9a-f]{8}\s+203\.0\.113\.9/32\s+ingress\s+active\s+10\s", out, re.M
-        )
+        ), out
         assert "active blocks: 1   rule numbers: 10-19   when full: reject   dry run: no" in out
         assert re.search(r"^active: 203\.0\.113\.7/32 ingress \(block [0-9a-f]{8}, [0-9dhms ]+ left\)$", out, re.M)
         assert re.search(r"^history of 203\.0\.113\.9/32, \d{4}-\d\d-\d\d \(UTC\)", out, re.M)

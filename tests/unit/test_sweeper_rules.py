@@ -92,3 +92,18 @@ def test_an_active_block_within_the_grace_is_left_to_its_workflow() -> None:
     # Then it repairs nothing: the workflow's own Expire comes first
     assert report.counts() == {}
     assert rig.store.block(block.id).state == "active"
+
+
+def test_a_block_created_while_the_sweeper_reads_keeps_its_rule_number() -> None:
+    # Given a sweep that has read the live blocks, and a block created just before it reads the
+    # rule numbers (a new block takes its number in the transaction that creates it)
+    rig = lifecycle()
+    created: list[str] = []
+    rig.store.before("slots", lambda: created.append(rig.open("198.51.100.7").block.id))
+
+    # When the sweep reads the rule numbers and reconciles them
+    report = rig.sweeper().sweep()
+
+    # Then the new block's number is left to it: nothing freed, nothing repaired
+    assert report.counts() == {}
+    assert rig.store.held() == {"acl-a|ingress": {100: created[0]}, "acl-b|ingress": {100: created[0]}}

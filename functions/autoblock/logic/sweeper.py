@@ -253,6 +253,9 @@ class Sweeper:
         nacl_id, direction = split_slot_key(key)
         if owner is not None and owner.id == holder:
             return  # its entry is missing: _reapply put it back; a pending one is being applied
+        late = ended.get(holder)
+        if late is not None and late.live:
+            return  # a block created after this sweep read the live ones: its number is its own
         if holder.startswith(SWEEPER):
             taken_at = self.table.slot_taken_at(key, number)
             if taken_at is not None and taken_at > int(self.now()) - CLAIM_STALE_SECONDS:
