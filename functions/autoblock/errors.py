@@ -99,6 +99,18 @@ class WorkflowError(AutoblockError):
 REJECTIONS = frozenset({"CapacityExceeded", "PolicyViolation", "NaclQuotaExceeded", "InvalidAddress"})
 
 
+class MemberUnreachable(AutoblockError):
+    """A member account's NACLs cannot be reached: its role is missing or refuses, or the NACL is
+    gone. Not retried: the block is applied in the other accounts and this one is recorded failed."""
+
+    http_status = 502
+    code = "member_unreachable"
+
+    def __init__(self, location: str, message: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 class SlotConflict(AutoblockError):
     """One of our rule numbers holds an entry autoblock did not write: it is never touched."""
 

@@ -7,9 +7,18 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
-from autoblock.logic import clock
+from autoblock.logic import clock, refs
 from autoblock.logic.addresses import Policy, parse_allowlist
 from autoblock.logic.slots import RuleRange, split_slot_key
 
@@ -48,7 +57,13 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     table_name: str
-    nacl_ids: tuple[str, ...] = Field(min_length=1)
+    nacl_ids: tuple[str, ...] = ()  # the own account and Region's (NetworkAclIds)
+    member_nacl_ids: tuple[str, ...] = ()  # account:region:acl-id triples (MemberNetworkAclIds)
+    member_role_name: str = "autoblock-member"
+    nacl_from_finding: bool = False
+    home_account_id: str = ""
+    home_region: str = ""
+    partition: str = "aws"
     rule_number_start: int
     rule_limit: int = Field(ge=1, le=40)
     default_duration_seconds: int = Field(gt=0)
@@ -69,12 +84,38 @@ class Settings(BaseModel):
     escalation_window_days: int = Field(default=30, ge=0)
     escalation_factor: float = Field(default=2, ge=1)
 
-    @field_validator("nacl_ids", "allowlist_cidrs", mode="before")
+    @field_validator("nacl_ids", "member_nacl_ids", "allowlist_cidrs", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _some_nacl(self) -> Settings:
+        for acl_id in self.nacl_ids:
+            if ":" in acl_id or "|" in acl_id:  # they would read as another account's, or break a slot key
+                raise ValueError(f"NetworkAclIds: {acl_id!r} is not a Network ACL id (acl-...)")
+        for triple in self.member_nacl_ids:
+            refs.member_ref(triple, self.home_account_id, self.home_region)  # ValueError if malformed
+        if not self.nacl_ids and not self.member_nacl_ids:
+            raise ValueError("no Network ACL to block in: set NetworkAclIds or MemberNetworkAclIds")
+        return self
+
+    @property
+    def organization(self) -> bool:
+        """Organization mode: NACLs of other accounts or Regions are configured."""
+        return bool(self.member_nacl_ids)
+
+    @property
+    def nacl_refs(self) -> tuple[str, ...]:
+        """Every configured NACL as a reference (``logic.refs``): the own ones, then the members'."""
+        members = (refs.member_ref(t, self.home_account_id, self.home_region) for t in self.member_nacl_ids)
+        return tuple(dict.fromkeys((*self.nacl_ids, *members)))
+
+    def place(self, ref: str) -> tuple[str, str, str]:
+        """(account, region, acl id) of a NACL reference."""
+        return refs.place(ref, self.home_account_id, self.home_region)
 
     @property
     def rule_range(self) -> RuleRange:
@@ -117,6 +158,18 @@ class BlockRequest(BaseModel):
     source: SourceLabel | None = Field(
         default=None, description='The detector asking, e.g. "elastalert:ssh-brute-force"; else "api:<request id>"'
     )
+    accounts: list[Annotated[StrictStr, Field(pattern=refs.ACCOUNT_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Organization mode: block only in these accounts' configured NACLs (default: every account)",
+    )
+    regions: list[Annotated[StrictStr, Field(pattern=refs.REGION_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="Organization mode: block only in these Regions' configured NACLs (default: every Region)",
+    )
 
 
 class Block(BaseModel):
@@ -134,6 +187,7 @@ class Block(BaseModel):
     expires_at: int
     rules: dict[str, int] = Field(default_factory=dict)
     evicted: list[dict[str, str]] = Field(default_factory=list)  # {"id", "ip"} of blocks evicted for it
+    failures: dict[str, str] = Field(default_factory=dict)  # location (logic.refs) → why it is not blocked there
     dry_run: bool = False
     state_since: int = 0  # when the block entered its current state (the sweeper's grace periods)
     ending_state: str | None = None  # while releasing: the state it ends in, so anyone can finish it
@@ -151,6 +205,16 @@ class RuleView(BaseModel):
     nacl_id: str
     direction: Literal["ingress", "egress"]
     rule_number: int
+    account: str = ""
+    region: str = ""
+
+
+class FailureView(BaseModel):
+    """An account and Region the block could not be applied in (organization mode)."""
+
+    account: str
+    region: str
+    reason: str
 
 
 class EvictedView(BaseModel):
@@ -174,15 +238,31 @@ class BlockView(BaseModel):
         default_factory=list,
         description="Blocks ended early to make room for this one (WhenFull=evict-soonest-expiring)",
     )
+    failures: list[FailureView] = Field(
+        default_factory=list, description="Organization mode: accounts and Regions where it could not be applied"
+    )
+    also_extended: list[str] = Field(
+        default_factory=list,
+        description="POST /blocks, organization mode: the address's live blocks in other accounts and Regions, extended",
+    )
     dry_run: bool
     ended_at: str | None = None
     end_reason: str | None = None
 
     @classmethod
-    def of(cls, block: Block) -> BlockView:
-        rules = [
-            RuleView(nacl_id=nacl, direction=direction, rule_number=number)
-            for nacl, direction, number in sorted((*split_slot_key(k), n) for k, n in block.rules.items())
+    def of(cls, block: Block, home: tuple[str, str] = ("", "")) -> BlockView:
+        """``home``: the stack's own account and Region, shown for its own NACLs."""
+        rules = []
+        for ref, direction, number in sorted((*split_slot_key(k), n) for k, n in block.rules.items()):
+            account, region, acl_id = refs.place(ref, *home)
+            rules.append(
+                RuleView(nacl_id=acl_id, direction=direction, rule_number=number, account=account, region=region)
+            )
+        failures = [
+            FailureView(account=account, region=region, reason=why)
+            for (account, region), why in sorted(
+                (refs.whereabouts(location, *home), why) for location, why in block.failures.items()
+            )
         ]
         return cls(
             id=block.id,
@@ -195,6 +275,7 @@ class BlockView(BaseModel):
             expires_at=clock.iso_z(block.expires_at),
             rules=rules,
             evicted=[EvictedView(id=e["id"], ip=e["ip"]) for e in block.evicted],
+            failures=failures,
             dry_run=block.dry_run,
             ended_at=clock.iso_z(block.ended_at) if block.ended_at is not None else None,
             end_reason=block.end_reason,
@@ -257,6 +338,8 @@ class AddressHistory(BaseModel):
 class SlotUsage(BaseModel):
     nacl_id: str
     direction: Literal["ingress", "egress"]
+    account: str = ""
+    region: str = ""
     used: int
     foreign: int
     free: int
@@ -301,11 +384,13 @@ class Ticket(BaseModel):
     direction: Direction = "ingress"
     source: str = ""
     rules: dict[str, int] = Field(default_factory=dict)
+    nacl_ids: list[str] = Field(default_factory=list)  # the NACLs it is to be applied in (references)
     reserved: bool = False  # every (NACL, direction) of the block already holds a rule number
 
     @classmethod
     def of(cls, block: Block, reserved: bool = False) -> Ticket:
         return cls(
+            nacl_ids=list(block.nacl_ids),
             block_id=block.id,
             state=block.state,
             expires_at=clock.iso_z(block.expires_at),
@@ -353,11 +438,17 @@ class Entry:
 
 @dataclass(frozen=True)
 class Address:
-    """What the table knows of an address before a new block: the live block holding its lock (if
-    any) and when its earlier blocks were applied (escalation)."""
+    """What the table knows of an address before a new block: the live block holding its lock in
+    each location asked about (``logic.refs``: one lock per account and Region) and when its
+    earlier blocks were applied (escalation)."""
 
-    holder: str | None
+    holders: dict[str, str]
     applied: tuple[int, ...] = ()
+
+    @property
+    def holder(self) -> str | None:
+        """The holder in the first location that has one (single-account: the address's holder)."""
+        return next((self.holders[loc] for loc in sorted(self.holders)), None)
 
 
 # Signals between the data layer and the logic (internal: they never leave a Lambda).

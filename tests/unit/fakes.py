@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoblock.errors import NaclQuotaExceeded, TransientAwsError, WorkflowError
+from autoblock.errors import MemberUnreachable, NaclQuotaExceeded, TransientAwsError, WorkflowError
+from autoblock.logic import refs
 from autoblock.logic.lifecycle import Lifecycle, Opened
 from autoblock.logic.slots import FOREIGN
 from autoblock.logic.sweeper import Sweeper
@@ -99,6 +100,10 @@ class _Stored:
     order: tuple[int, str, int, int]  # the sort key's parts: epoch ms, block id, n, then the random tail
 
 
+def _lock(cidr: str, location: str) -> str:
+    return f"{cidr}@{location}" if location else cidr
+
+
 def _ms(epoch: float) -> int:
     return int(epoch * 1000)
 
@@ -109,7 +114,7 @@ class MemoryStore(Scripted):
     def __init__(self) -> None:
         super().__init__()
         self.blocks: dict[str, Block] = {}
-        self.locks: dict[str, str] = {}  # cidr → the block holding the address
+        self.locks: dict[str, str] = {}  # cidr (or "<cidr>@<location>") → the block holding the address
         self.offenders: dict[str, list[int]] = {}  # cidr → when its blocks were applied
         self.slot_items: dict[str, dict[int, Slot]] = {}  # "<nacl>|<direction>" → number → holder
         self._history: list[_Stored] = []
@@ -153,9 +158,10 @@ class MemoryStore(Scripted):
         self._call("get_many")
         return [self.blocks[b].model_copy(deep=True) for b in dict.fromkeys(block_ids) if b in self.blocks]
 
-    def address(self, cidr: str) -> Address:
+    def address(self, cidr: str, locations: Sequence[str] = (refs.HOME,)) -> Address:
         self._call("address")
-        return Address(holder=self.locks.get(cidr), applied=tuple(sorted(self.offenders.get(cidr, []))))
+        holders = {loc: self.locks[_lock(cidr, loc)] for loc in locations if _lock(cidr, loc) in self.locks}
+        return Address(holders=holders, applied=tuple(sorted(self.offenders.get(cidr, []))))
 
     def live(self) -> list[Block]:
         self._call("live")
@@ -171,13 +177,15 @@ class MemoryStore(Scripted):
         rules = sorted(block.rules.items())
         if block.id in self.blocks:
             raise TransactionCanceled("create block")
-        if block.cidr in self.locks:
+        locks = [_lock(block.cidr, loc) for loc in refs.locations(block.nacl_ids)]
+        if any(lock in self.locks for lock in locks):
             raise AddressLocked()
         for key, number in rules:
             if number in self.slot_items.get(key, {}):
                 raise SlotTaken(key, number)
         self.blocks[block.id] = block.model_copy(deep=True)
-        self.locks[block.cidr] = block.id
+        for lock in locks:
+            self.locks[lock] = block.id
         for key, number in rules:
             self.hold(key, number, block.id, block.cidr, block.created_at)
         if offender_applied is not None:
@@ -191,10 +199,24 @@ class MemoryStore(Scripted):
         self.blocks[block.id] = block.model_copy(deep=True)
         self._add(history)
 
-    def drop_lock(self, cidr: str, block_id: str) -> None:
+    def drop_lock(self, cidr: str, block_id: str, location: str = refs.HOME) -> None:
         self._call("drop_lock")
-        if self.locks.get(cidr) == block_id:
-            del self.locks[cidr]
+        if self.locks.get(_lock(cidr, location)) == block_id:
+            del self.locks[_lock(cidr, location)]
+
+    def fail_location(
+        self, block: Block, location: str, keys: Sequence[str], reason: str, history: HistoryEvent
+    ) -> Block:
+        self._call("fail_location")
+        stored = self._in(block.id, frozenset({"pending"}))
+        for key in keys:
+            if key in stored.rules:
+                self._free(key, stored.rules.pop(key), block.id)
+        stored.failures = {**stored.failures, location: reason}
+        if self.locks.get(_lock(block.cidr, location)) == block.id:
+            del self.locks[_lock(block.cidr, location)]
+        self._add([history])
+        return self.block(block.id)
 
     # -- transitions ------------------------------------------------------------------------------
 
@@ -258,8 +280,9 @@ class MemoryStore(Scripted):
         # The adapter gives back what the block still holds, then skips what it no longer holds.
         for key, number in block.rules.items():
             self._free(key, number, block.id)
-        if self.locks.get(block.cidr) == block.id:
-            del self.locks[block.cidr]
+        for loc in refs.locations(block.nacl_ids):
+            if self.locks.get(_lock(block.cidr, loc)) == block.id:
+                del self.locks[_lock(block.cidr, loc)]
         self.blocks[block.id] = Block.model_validate(
             {
                 **stored.model_dump(),
@@ -383,6 +406,8 @@ class MemoryNacls(Scripted):
 
     def __init__(self, nacl_ids: Sequence[str]) -> None:
         super().__init__()
+        self.unreachable: dict[str, str] = {}  # location → why its member role refuses
+        self.subnets: dict[tuple[str, str], list[tuple[str, bool]]] = {}  # (location, subnet) → (NACL, tagged)
         self.acls: dict[str, dict[tuple[bool, int], Entry]] = {}
         for nacl_id in nacl_ids:
             self.acls[nacl_id] = {}
@@ -410,8 +435,15 @@ class MemoryNacls(Scripted):
 
     # -- the port ---------------------------------------------------------------------------------
 
+    def _reach(self, *nacl_ids: str) -> None:
+        for nacl_id in nacl_ids:
+            location = refs.location_of(nacl_id)
+            if location in self.unreachable:
+                raise MemberUnreachable(location, self.unreachable[location])
+
     def entries(self, nacl_ids: list[str]) -> Mapping[str, Sequence[Entry]]:
         self._call("entries")
+        self._reach(*nacl_ids)
         unknown = [n for n in nacl_ids if n not in self.acls]
         if unknown:
             raise LookupError(f"InvalidNetworkAclID.NotFound: {unknown}")
@@ -419,6 +451,7 @@ class MemoryNacls(Scripted):
 
     def deny(self, nacl_id: str, rule_number: int, egress: bool, cidr: str, family: int) -> None:
         self._call("deny")
+        self._reach(nacl_id)
         acl = self.acls[nacl_id]
         if (egress, rule_number) in acl:
             raise EntryExists(acl[(egress, rule_number)])
@@ -433,7 +466,17 @@ class MemoryNacls(Scripted):
 
     def delete(self, entry: Entry) -> None:
         self._call("delete")
+        self._reach(entry.nacl_id)
         self.acls[entry.nacl_id].pop((entry.egress, entry.rule_number), None)  # NotFound is swallowed
+
+    def managed_for_subnets(self, location: str, subnet_ids: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        self._call("managed_for_subnets")
+        if location in self.unreachable:
+            raise MemberUnreachable(location, self.unreachable[location])
+        found = dict.fromkeys(n for s in subnet_ids for n in self.subnets.get((location, s), []))
+        return [n for n, tagged in found if tagged], [
+            (n, "not tagged autoblock:managed=true") for n, t in found if not t
+        ]
 
 
 # -- the workflow ---------------------------------------------------------------------------------
@@ -553,7 +596,7 @@ class Rig:
 def lifecycle(**overrides: object) -> Rig:
     """A Lifecycle whose ports are fakes, with the settings above changed by ``overrides``."""
     settings = Settings.model_validate({**DEFAULTS, **overrides})
-    store, nacls, workflow, clock = MemoryStore(), MemoryNacls(settings.nacl_ids), RecordingWorkflow(), ManualClock()
+    store, nacls, workflow, clock = MemoryStore(), MemoryNacls(settings.nacl_refs), RecordingWorkflow(), ManualClock()
     return Rig(
         Lifecycle(settings, store, nacls, workflow, now=clock.now, sleep=clock.sleep), store, nacls, workflow, clock
     )

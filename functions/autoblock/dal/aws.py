@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from autoblock.errors import TransientAwsError
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
 TRANSIENT_CODES = frozenset(
     {
@@ -46,7 +46,7 @@ CONFLICT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "Provisi
 @cache
 def client(service: str) -> Any:
     """Clients are thread-safe: one per service and process, made when first needed."""
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=CONFIG)  # type: ignore[call-overload]
 
 
 def dynamodb_table(name: str) -> Any:
@@ -56,7 +56,7 @@ def dynamodb_table(name: str) -> Any:
 
 @cache
 def _table(name: str, thread: int) -> Any:
-    return boto3.resource("dynamodb", config=_CONFIG).Table(name)
+    return boto3.resource("dynamodb", config=CONFIG).Table(name)
 
 
 def error_code(exc: ClientError) -> str:

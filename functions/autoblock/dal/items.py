@@ -7,7 +7,9 @@ One table, ``pk``/``sk``:
   live blocks only, ordered by expiry: the sweeper reads what is live or overdue, never history.
   A block that ended carries ``ttl`` and leaves the index.
 * ``ADDR#<cidr>`` / ``ADDR``: the address lock, naming the one live block of an address. Created with
-  the block in one transaction; removed when the block ends.
+  the block in one transaction; removed when the block ends. In organization mode each account and
+  Region (``logic.refs`` location) has its own: ``ADDR#<cidr>@<account>:<region>``; the stack's own
+  account and Region keeps the plain key.
 * ``OFFENDER#<cidr>`` / ``OFFENDER``: when the address's blocks were applied (``applied``, epoch
   seconds, kept for EscalationWindowDays), so a new block's escalation needs no history query.
   Written in the transaction that makes a block active; carries ``ttl``.
@@ -39,8 +41,8 @@ def block_key(block_id: str) -> dict[str, str]:
     return {"pk": f"BLOCK#{block_id}", "sk": "BLOCK"}
 
 
-def lock_key(cidr: str) -> dict[str, str]:
-    return {"pk": f"ADDR#{cidr}", "sk": "ADDR"}
+def lock_key(cidr: str, location: str = "") -> dict[str, str]:
+    return {"pk": f"ADDR#{cidr}@{location}" if location else f"ADDR#{cidr}", "sk": "ADDR"}
 
 
 def offender_key(cidr: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from autoblock.dal.aws import cancellation_reasons, error_code, translated
 from autoblock.dal.history import HistoryItems
 from autoblock.dal.items import LIVE, LIVE_INDEX, block_key, from_wire, lock_key, offender_key, plain, to_block
 from autoblock.dal.slots import SlotItems
+from autoblock.logic import refs
 from autoblock.models import Address, AddressLocked, Block, HistoryEvent, SlotTaken, Unchanged
 
 CCF = "ConditionalCheckFailed"
@@ -49,19 +50,20 @@ class BlockTable(HistoryItems, SlotItems):
                 request = answer.get("UnprocessedKeys") or {}
         return blocks
 
-    def address(self, cidr: str) -> Address:
-        """The address's lock holder and offender record, in one BatchGetItem."""
-        request: dict[str, Any] = {self.name: {"Keys": [lock_key(cidr), offender_key(cidr)], "ConsistentRead": True}}
+    def address(self, cidr: str, locations: Sequence[str] = (refs.HOME,)) -> Address:
+        """The address's lock holder in each location and its offender record, in one BatchGetItem."""
+        keys = [lock_key(cidr, loc) for loc in locations]
+        request: dict[str, Any] = {self.name: {"Keys": [*keys, offender_key(cidr)], "ConsistentRead": True}}
         items: list[dict[str, Any]] = []
         while request:
             with translated("BatchGetItem address"):
                 answer = self.client.batch_get_item(RequestItems=request)
             items.extend(plain(i) for i in answer["Responses"].get(self.name, []))
             request = answer.get("UnprocessedKeys") or {}
-        lock = next((i for i in items if i["sk"] == "ADDR"), None)
+        location = {lock_key(cidr, loc)["pk"]: loc for loc in locations}
         offender = next((i for i in items if i["sk"] == "OFFENDER"), {})
         return Address(
-            holder=str(lock["block_id"]) if lock else None,
+            holders={location[i["pk"]]: str(i["block_id"]) for i in items if i["sk"] == "ADDR"},
             applied=tuple(sorted(int(t) for t in offender.get("applied", []))),
         )
 
@@ -86,11 +88,17 @@ class BlockTable(HistoryItems, SlotItems):
             "gsi1pk": LIVE,
             "gsi1sk": f"{block.expires_at:010d}#{block.id}",
         }
-        lock = {**lock_key(block.cidr), "block_id": block.id, "created_at": block.created_at}
+        locks = [
+            {**lock_key(block.cidr, loc), "block_id": block.id, "created_at": block.created_at}
+            for loc in refs.locations(block.nacl_ids)
+        ]
         rules = sorted(block.rules.items())
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"TableName": self.name, "Item": lock, "ConditionExpression": "attribute_not_exists(pk)"}},
+            *(
+                {"Put": {"TableName": self.name, "Item": lock, "ConditionExpression": "attribute_not_exists(pk)"}}
+                for lock in locks
+            ),
             *(self.new_slot(block, key, number, block.created_at) for key, number in rules),
         ]
         if offender_applied is not None:
@@ -108,9 +116,9 @@ class BlockTable(HistoryItems, SlotItems):
             reasons = _cancelled(exc)
             if reasons is None:
                 raise
-            if reasons[1:2] == [CCF]:
+            if CCF in reasons[1 : 1 + len(locks)]:
                 raise AddressLocked() from None
-            for (key, number), reason in zip(rules, reasons[2:], strict=False):
+            for (key, number), reason in zip(rules, reasons[1 + len(locks) :], strict=False):
                 if reason == CCF:
                     raise SlotTaken(key, number) from None
             raise
@@ -128,12 +136,12 @@ class BlockTable(HistoryItems, SlotItems):
                 ]
             )
 
-    def drop_lock(self, cidr: str, block_id: str) -> None:
-        """Remove the address lock if ``block_id`` still holds it."""
+    def drop_lock(self, cidr: str, block_id: str, location: str = refs.HOME) -> None:
+        """Remove the address lock (of ``location``) if ``block_id`` still holds it."""
         try:
             with translated("DeleteItem address lock"):
                 self.table.delete_item(
-                    Key=lock_key(cidr),
+                    Key=lock_key(cidr, location),
                     ConditionExpression="block_id = :id",
                     ExpressionAttributeValues={":id": block_id},
                 )
@@ -257,6 +265,44 @@ class BlockTable(HistoryItems, SlotItems):
             ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now, ":es": "expired"},
         )
 
+    def _lock_delete(self, block: Block, location: str) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": self.name,
+                "Key": lock_key(block.cidr, location),
+                "ConditionExpression": "block_id = :id",
+                "ExpressionAttributeValues": {":id": block.id},
+            }
+        }
+
+    def fail_location(
+        self, block: Block, location: str, keys: Sequence[str], reason: str, history: HistoryEvent
+    ) -> Block:
+        """A pending block gives up one account and Region (organization mode): the rule numbers it
+        held there, and the address lock there, are given back, and ``failures`` says why, in one
+        transaction with its event. Unchanged (with the block as it is) if it is no longer pending."""
+        failures = {**block.failures, location: reason}
+        names = {f"#k{i}": key for i, key in enumerate(keys)}
+        removed = f" REMOVE {', '.join(f'#rules.{n}' for n in names)}" if names else ""
+        update = self._block_update(
+            block.id,
+            UpdateExpression=f"SET failures = :f{removed}",
+            ConditionExpression="#st = :p",
+            ExpressionAttributeNames={"#st": "state", **({"#rules": "rules"} if names else {}), **names},
+            ExpressionAttributeValues={":f": failures, ":p": "pending"},
+        )
+        given_back = [self.free_slot_item(key, block.rules[key], block.id) for key in keys if key in block.rules]
+        writes = [update, *given_back, self._lock_delete(block, location), self.history_put(history, 0)]
+        if self._transact("fail location", block.id, writes) is not None:
+            # A number or the lock was taken over meanwhile (a sweep): give back what is still ours.
+            for key in keys:
+                if key in block.rules:
+                    self.free_slot(key, block.rules[key], block.id)
+            self.drop_lock(block.cidr, block.id, location)
+            self._transact("fail location", block.id, [update, self.history_put(history, 0)])
+        rules = {k: n for k, n in block.rules.items() if k not in keys}
+        return block.model_copy(update={"rules": rules, "failures": failures})
+
     def finish(self, block: Block, final_state: str, reason: str, now: int, history: HistoryEvent) -> Block:
         """releasing → final state, in one transaction with its event, the rule numbers it gives back
         and its address lock; the block leaves the live index and gets its history TTL. Should one
@@ -279,19 +325,14 @@ class BlockTable(HistoryItems, SlotItems):
             },
         )
         given_back = [self.free_slot_item(key, number, block.id) for key, number in sorted(block.rules.items())]
-        lock = {
-            "Delete": {
-                "TableName": self.name,
-                "Key": lock_key(block.cidr),
-                "ConditionExpression": "block_id = :id",
-                "ExpressionAttributeValues": {":id": block.id},
-            }
-        }
+        held = [loc for loc in refs.locations(block.nacl_ids) if loc not in block.failures]
+        locks = [self._lock_delete(block, loc) for loc in held]
         event = self.history_put(history, 0)
-        if self._transact("finish", block.id, [update, *given_back, lock, event]) is not None:
+        if self._transact("finish", block.id, [update, *given_back, *locks, event]) is not None:
             for key, number in block.rules.items():
                 self.free_slot(key, number, block.id)
-            self.drop_lock(block.cidr, block.id)
+            for loc in held:
+                self.drop_lock(block.cidr, block.id, loc)
             self._transact("finish", block.id, [update, event])
         ended = {"state": final_state, "ended_at": now, "state_since": now, "end_reason": reason}
         return block.model_copy(update={**ended, "ending_state": None, "ending_reason": None, "ending_source": None})

@@ -29,6 +29,7 @@ from autoblock.logic.addresses import parse_network
 from autoblock.models import (
     BLOCK_ID_PATTERN,
     AddressHistory,
+    Block,
     BlockHistory,
     BlockList,
     BlockRequest,
@@ -249,23 +250,30 @@ def create_block(http: Request, request: Annotated[BlockRequest, Body()]) -> Ans
     """The block answers pending, with its rule numbers: its workflow applies it within a second
     (GET /blocks/{id} then says active, or rejected with the reason should EC2 refuse the entry)."""
     opened = lifecycle().open(request, source=request.source or http.source)
-    return Answer.of(BlockView.of(opened.block), 200 if opened.outcome == "extended" else 202)
+    view = _view(opened.block).model_copy(update={"also_extended": [b.id for b in opened.others]})
+    return Answer.of(view, 200 if opened.outcome == "extended" else 202)
+
+
+def _view(block: Block) -> BlockView:
+    """A block as the API shows it, its own NACLs placed in the stack's account and Region."""
+    settings = lifecycle().settings
+    return BlockView.of(block, (settings.home_account_id, settings.home_region))
 
 
 @router.route("GET", "/blocks", summary="List live blocks", responses=answers(BlockList))
 def list_blocks(http: Request) -> Answer:
-    return Answer.of(BlockList(blocks=[BlockView.of(b) for b in lifecycle().live()]))
+    return Answer.of(BlockList(blocks=[_view(b) for b in lifecycle().live()]))
 
 
 @router.route("GET", "/blocks/{block_id}", summary="Show a block", responses=answers(BlockView, e404=NOT_FOUND))
 def get_block(http: Request, block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Answer:
-    return Answer.of(BlockView.of(lifecycle().get(_known(block_id))))
+    return Answer.of(_view(lifecycle().get(_known(block_id))))
 
 
 @router.route("DELETE", "/blocks/{block_id}", summary="Unblock now", responses=answers(BlockView, e404=NOT_FOUND))
 def delete_block(http: Request, block_id: Annotated[str, Path(description="The block's id", max_length=64)]) -> Answer:
     """Remove the block's entries now and stop its waiting execution."""
-    return Answer.of(BlockView.of(lifecycle().unblock(_known(block_id), http.source)))
+    return Answer.of(_view(lifecycle().unblock(_known(block_id), http.source)))
 
 
 @router.route(

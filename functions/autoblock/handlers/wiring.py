@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def lifecycle() -> Lifecycle:
     config = settings()
     table = BlockTable(config.table_name, config.history_ttl_seconds)
-    return Lifecycle(config, table, Nacls(), Workflow(config.state_machine_arn))
+    nacls = Nacls(config.member_role_name, config.partition)
+    return Lifecycle(config, table, nacls, Workflow(config.state_machine_arn))
 
 
 @cache

@@ -7,8 +7,8 @@ is left alone: the number is quarantined and the block moves to another one.
 
 from __future__ import annotations
 
-from autoblock.errors import SlotConflict
-from autoblock.logic import clock
+from autoblock.errors import MemberUnreachable, SlotConflict
+from autoblock.logic import clock, refs
 from autoblock.logic.context import Context, count, logger
 from autoblock.logic.reservation import Reservations
 from autoblock.logic.slots import split_slot_key
@@ -37,38 +37,28 @@ class Enforcement:
         self.reservations = reservations
 
     def apply(self, ticket: Ticket) -> Ticket:
-        """Create the deny entries of a pending block and make it active."""
+        """Create the deny entries of a pending block and make it active. An account and Region that
+        cannot be reached (organization mode) is given up on its own, recorded with the reason; the
+        block fails only when it could be applied nowhere."""
         if ticket.state != "pending":
             return ticket
-        block = block_of(ticket, self.ctx.settings.nacl_ids)
+        block = block_of(ticket, tuple(ticket.nacl_ids) or self.ctx.settings.nacl_refs)
+        unreachable: dict[str, str] = {}
         for key in sorted(block.rules):
-            for _ in range(self.ctx.settings.rule_limit):
-                number = block.rules[key]
-                nacl_id, direction = split_slot_key(key)
-                try:
-                    self.ctx.nacls.deny(nacl_id, number, direction == "egress", block.cidr, block.family)
-                    break
-                except EntryExists as exists:
-                    if exists.entry is not None and exists.entry.is_deny_of(block.cidr):
-                        break  # ours, from an earlier attempt of this task
-                    # A rule we did not write sits at our number: leave it alone, move elsewhere.
-                    logger.warning("foreign entry in the managed range", extra={"slot": key, "rule_number": number})
-                    try:
-                        self.ctx.store.quarantine_slot(block, key, number, repr(exists.entry))
-                        self.reservations.view.learn(key, number, "foreign")
-                        del block.rules[key]
-                    except Unchanged as unchanged:
-                        # An earlier attempt of this task moved the block already: the ticket is stale,
-                        # the table has the number it moved to.
-                        if unchanged.current is None or unchanged.current.state != "pending":
-                            return Ticket.of(unchanged.current) if unchanged.current else ticket
-                        block = unchanged.current
-                    if key not in block.rules:
-                        block = self.reservations.reserve_one(block, key)
-                    if block.state != "pending" or key not in block.rules:
-                        return Ticket.of(block)
-            else:
-                raise SlotConflict(f"every rule number tried in {key} holds an entry autoblock does not own")
+            location = refs.location_of(split_slot_key(key)[0])
+            if location in unreachable or key not in block.rules:
+                continue
+            try:
+                block, done = self._deny(block, key)
+            except MemberUnreachable as exc:
+                unreachable[location] = str(exc)
+                continue
+            if done is not None:
+                return done
+        for location, reason in sorted(unreachable.items()):
+            block = self._give_up(block, location, reason)
+        if not block.rules:
+            raise MemberUnreachable(refs.HOME, "; ".join(unreachable.values()) or "no NACL to apply the block in")
         rules = ", ".join(f"{k.replace('|', ' ')} rule {n}" for k, n in sorted(block.rules.items()))
         applied = self.ctx.event(block, "applied", block.source, f"denied in {rules}", None, block.expires_at)
         try:
@@ -84,13 +74,67 @@ class Enforcement:
         count("BlocksApplied")
         return Ticket.of(block.model_copy(update={"state": "active"}))
 
-    def remove_entries(self, block: Block) -> None:
-        if not block.rules:
-            return
-        entries = self.ctx.nacls.entries(sorted({split_slot_key(k)[0] for k in block.rules}))
-        for key, number in block.rules.items():
+    def _deny(self, block: Block, key: str) -> tuple[Block, Ticket | None]:
+        """The entry of one (NACL, direction); a ticket when the block must not go on (it was ended
+        or moved meanwhile). A foreign entry at our number: the number is quarantined, another taken."""
+        for _ in range(self.ctx.settings.rule_limit):
+            number = block.rules[key]
             nacl_id, direction = split_slot_key(key)
-            egress = direction == "egress"
-            for entry in entries.get(nacl_id, []):
-                if entry.rule_number == number and entry.egress == egress and entry.is_deny_of(block.cidr):
-                    self.ctx.nacls.delete(entry)
+            try:
+                self.ctx.nacls.deny(nacl_id, number, direction == "egress", block.cidr, block.family)
+                return block, None
+            except EntryExists as exists:
+                if exists.entry is not None and exists.entry.is_deny_of(block.cidr):
+                    return block, None  # ours, from an earlier attempt of this task
+                # A rule we did not write sits at our number: leave it alone, move elsewhere.
+                logger.warning("foreign entry in the managed range", extra={"slot": key, "rule_number": number})
+                try:
+                    self.ctx.store.quarantine_slot(block, key, number, repr(exists.entry))
+                    self.reservations.view.learn(key, number, "foreign")
+                    del block.rules[key]
+                except Unchanged as unchanged:
+                    # An earlier attempt of this task moved the block already: the ticket is stale,
+                    # the table has the number it moved to.
+                    if unchanged.current is None or unchanged.current.state != "pending":
+                        return block, Ticket.of(unchanged.current) if unchanged.current else Ticket.of(block)
+                    block = unchanged.current
+                if key not in block.rules:
+                    block = self.reservations.reserve_one(block, key)
+                if block.state != "pending" or key not in block.rules:
+                    return block, Ticket.of(block)
+        raise SlotConflict(f"every rule number tried in {key} holds an entry autoblock does not own")
+
+    def _give_up(self, block: Block, location: str, reason: str) -> Block:
+        """Leave one account and Region out of a pending block: what it created there is removed (if
+        it can be), its numbers and lock there given back, and a ``failed`` event says why."""
+        keys = [k for k in block.rules if refs.location_of(split_slot_key(k)[0]) == location]
+        self.remove_entries(block.model_copy(update={"rules": {k: block.rules[k] for k in keys}}))
+        logger.warning("not applied in a member account", extra={"block_id": block.id, "location": location})
+        count("BlocksFailedInAccount")
+        why = f"not blocked in {refs.describe(location)}: {reason}"
+        failed = self.ctx.event(block, "failed", block.source, why, None, block.expires_at)
+        try:
+            return self.ctx.store.fail_location(block, location, keys, reason, failed)
+        except Unchanged as unchanged:
+            return unchanged.current or block
+
+    def remove_entries(self, block: Block) -> dict[str, str]:
+        """Remove the block's entries; answers the accounts and Regions that could not be reached
+        (each with why), where an entry may be left for the sweeper to remove later."""
+        left: dict[str, str] = {}
+        if not block.rules:
+            return left
+        wanted = refs.by_location({split_slot_key(k)[0] for k in block.rules})
+        for location, nacl_ids in sorted(wanted.items()):
+            try:
+                entries = self.ctx.nacls.entries(sorted(nacl_ids))
+                for key, number in block.rules.items():
+                    nacl_id, direction = split_slot_key(key)
+                    egress = direction == "egress"
+                    for entry in entries.get(nacl_id, []):
+                        if entry.rule_number == number and entry.egress == egress and entry.is_deny_of(block.cidr):
+                            self.ctx.nacls.delete(entry)
+            except MemberUnreachable as exc:
+                logger.warning("entries left in a member account", extra={"block_id": block.id, "location": location})
+                left[location] = str(exc)
+        return left

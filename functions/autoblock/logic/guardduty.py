@@ -140,6 +140,10 @@ class Extraction:
     targets: list[Target] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     ignored: str | None = None
+    account_id: str = ""
+    region: str = ""
+    subnet_ids: tuple[str, ...] = ()
+    resource_kind: str = ""
 
 
 def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
@@ -162,6 +166,8 @@ def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
         severity=finding.severity,
         updated_at=finding.updated_at,
         count=finding.service.count if finding.service.count is not None else 1,
+        account_id=finding.account_id,
+        region=finding.region,
     )
     if finding.service.archived:
         return replace(known, ignored="archived finding")

@@ -12,7 +12,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from autoblock.errors import AutoblockError
+from autoblock.errors import AutoblockError, MemberUnreachable
+from autoblock.logic import refs
 from autoblock.logic.guardduty import Extraction, duration_for
 from autoblock.logic.lifecycle import Lifecycle
 from autoblock.models import BlockRequest
@@ -32,6 +33,7 @@ class FindingOutcome:
     dry_run: list[dict[str, str]] = field(default_factory=list)  # DryRun=true: recorded, not blocked
     refused: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str | None]] = field(default_factory=list)
+    nacls_skipped: list[dict[str, str]] = field(default_factory=list)  # NaclFromFinding: NACLs left alone
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +62,11 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle) -> FindingOutco
     )
     outcome.duration = min(wanted, settings.max_duration_seconds)
     source = f"guardduty:{extraction.finding_id}"
+    nacl_ids, nowhere = _where(extraction, lifecycle, outcome)
+    if nowhere is not None:
+        outcome.skipped += [{"address": t.address, "reason": nowhere} for t in extraction.targets]
+        logger.info("finding not blocked", extra={"finding_id": extraction.finding_id, "reason": nowhere})
+        return outcome
     for target in extraction.targets:
         reason = f"{target.reason} (severity {extraction.severity})"  # the reason names the finding type
         request = BlockRequest(
@@ -70,13 +77,14 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle) -> FindingOutco
         )
         entry = {"address": target.address, "direction": target.direction}
         try:
-            opened = lifecycle.open(request, source=source)
+            opened = lifecycle.open(request, source=source, nacl_ids=nacl_ids)
         except AutoblockError as exc:  # another direction already blocked, never blockable, full, busy
             outcome.refused.append({**entry, "reason": str(exc)})
             continue
         {"created": outcome.created, "extended": outcome.extended, "dry-run": outcome.dry_run}[opened.outcome].append(
             {**entry, "block_id": opened.block.id}
         )
+        outcome.extended += [{**entry, "block_id": other.id} for other in opened.others]
     logger.info(
         "finding handled",
         extra={
@@ -86,9 +94,50 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle) -> FindingOutco
             "dry_runs": len(outcome.dry_run),
             "refused": outcome.refused,
             "skipped": outcome.skipped,
+            "nacls_skipped": outcome.nacls_skipped,
         },
     )
     return outcome
+
+
+def _where(
+    extraction: Extraction, lifecycle: Lifecycle, outcome: FindingOutcome
+) -> tuple[list[str] | None, str | None]:
+    """The NACLs a finding's blocks go in: those configured in the account and Region it came from
+    (organization mode; the configured ones otherwise), and with NaclFromFinding those of the
+    affected resource's subnets that are tagged ``autoblock:managed=true``. None for the configured
+    ones; a reason instead when there is nowhere to block."""
+    settings = lifecycle.settings
+    home = (settings.home_account_id, settings.home_region)
+    here = (extraction.account_id, extraction.region)
+    local = here == home or not extraction.account_id
+    if not settings.organization and not settings.nacl_from_finding:
+        return None, None  # the single-account behaviour: every configured NACL
+    if settings.organization:
+        location = refs.HOME if local else f"{extraction.account_id}:{extraction.region}"
+        chosen = [ref for ref in settings.nacl_refs if refs.location_of(ref) == location]
+    elif local:
+        location, chosen = refs.HOME, list(settings.nacl_refs)
+    else:
+        return None, None  # single-account: a finding of another account blocks here, as it always has
+    if settings.nacl_from_finding and extraction.subnet_ids:
+        try:
+            managed, untagged = lifecycle.nacls.managed_for_subnets(location, list(extraction.subnet_ids))
+        except MemberUnreachable as exc:
+            managed, untagged = [], [(f"subnets {', '.join(extraction.subnet_ids)}", str(exc))]
+        chosen += [ref for ref in managed if ref not in chosen]
+        outcome.nacls_skipped = [{"nacl": ref, "reason": why} for ref, why in untagged]
+    if not chosen:
+        return None, (
+            f"{refs.describe(location)} is not configured in MemberNetworkAclIds"
+            + (
+                " and none of the resource's NACLs is tagged autoblock:managed=true"
+                if settings.nacl_from_finding
+                else ""
+            )
+            + "; not blocked anywhere else"
+        )
+    return chosen, None
 
 
 def _printable(text: str) -> str:

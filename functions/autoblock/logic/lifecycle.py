@@ -21,7 +21,7 @@ This module holds no boto3 import: it is given the table, the NACLs and the work
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autoblock.errors import AutoblockError, BlockNotFound
@@ -44,6 +44,7 @@ class Opened:
     block: Block
     outcome: Outcome
     evicted: list[str] = field(default_factory=list)
+    others: list[Block] = field(default_factory=list)  # live blocks of other accounts/Regions it extended
 
 
 class Lifecycle:
@@ -77,17 +78,18 @@ class Lifecycle:
 
     # -- the entry point of every block -----------------------------------------------------------
 
-    def open(self, request: BlockRequest, source: str) -> Opened:
+    def open(self, request: BlockRequest, source: str, nacl_ids: Sequence[str] | None = None) -> Opened:
         """Block the request's address: a new block handed to its workflow, an extension of the
-        address's live block, or a dry run. Raises the domain error of a refusal."""
-        registered = self.registration.register(request, source)
+        address's live block, or a dry run. Raises the domain error of a refusal. ``nacl_ids``:
+        where (a finding's account and Region); else the configured NACLs the request selects."""
+        registered = self.registration.register(request, source, nacl_ids)
         if registered.created:
             try:
                 self.ctx.workflow.start(Ticket.of(registered.block, reserved=registered.reserved))
             except AutoblockError:
                 self.release(registered.block.id, "failed", "the workflow could not be started", frozenset({"pending"}))
                 raise
-        return Opened(registered.block, registered.outcome)
+        return Opened(registered.block, registered.outcome, others=registered.others)
 
     def unblock(self, block_id: str, source: str) -> Block:
         """Remove the block's entries now and stop its waiting execution."""
@@ -147,8 +149,9 @@ class Lifecycle:
         """The configuration and the rule numbers in use: one Query per (NACL, direction)."""
         settings = self.ctx.settings
         slots = []
-        for key in sorted(targets(settings.nacl_ids, "both"), key=split_slot_key):
-            nacl_id, direction = split_slot_key(key)
+        for key in sorted(targets(settings.nacl_refs, "both"), key=split_slot_key):
+            ref, direction = split_slot_key(key)
+            account, region, nacl_id = settings.place(ref)
             holders = [h for n, h in self.view.taken(key, fresh=True).items() if n in settings.rule_range]
             foreign = sum(1 for h in holders if h == FOREIGN)
             used = len(holders) - foreign  # our blocks' (and a sweep's short-lived claims)
@@ -156,6 +159,8 @@ class Lifecycle:
                 SlotUsage(
                     nacl_id=nacl_id,
                     direction=direction,
+                    account=account,
+                    region=region,
                     used=used,
                     foreign=foreign,
                     free=settings.rule_limit - used - foreign,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from autoblock.errors import BlockConflict, CapacityExceeded, InvalidDuration, TransientAwsError
-from autoblock.logic import clock
+from autoblock.errors import BlockConflict, CapacityExceeded, InvalidDuration, InvalidRequest, TransientAwsError
+from autoblock.logic import clock, refs
 from autoblock.logic.addresses import Network, blockable
 from autoblock.logic.context import Context, count, logger
 from autoblock.logic.escalation import DAY_SECONDS, Escalation, escalate
@@ -24,6 +25,7 @@ from autoblock.logic.slots import split_slot_key, targets
 from autoblock.models import AddressLocked, Block, BlockRequest, HistoryEvent, SlotTaken, Unchanged
 
 REGISTER_ATTEMPTS = 8  # rounds of "read the lock, then write": each lost race to another request costs one
+TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems; numbers beyond it go to the Reserve task
 SLOT_RETRIES = 100  # numbers the view thought free but another block had taken meanwhile
 CONFLICT_RETRIES = 4  # transactions cancelled by a concurrent one (TransactionConflict)
 
@@ -35,6 +37,9 @@ class Registered:
     block: Block
     outcome: Outcome
     reserved: bool = False  # every (NACL, direction) of a created block holds a rule number
+    # Organization mode: the address's live blocks in other accounts and Regions, extended by this
+    # request beside ``block`` (which then covers only the accounts and Regions nobody held).
+    others: list[Block] = field(default_factory=list)
 
     @property
     def created(self) -> bool:
@@ -56,58 +61,119 @@ class Registration:
             )
         return duration
 
-    def register(self, request: BlockRequest, source: str) -> Registered:
+    def register(self, request: BlockRequest, source: str, nacl_ids: Sequence[str] | None = None) -> Registered:
         """Create a pending block for the address, or extend its live block. A dry run (the
-        request's or the stack's DryRun) only records what would happen."""
+        request's or the stack's DryRun) only records what would happen. ``nacl_ids``: where to
+        block (a finding's account and Region); else the configured NACLs the request selects.
+
+        Each account and Region has its own address lock (``logic.refs``): a request spanning
+        several extends the live block of each location that has one, and creates one block for
+        the locations that have none."""
         network: Network = blockable(request.ip, self.ctx.settings.policy)
         duration = self.duration(request.duration)
+        wanted = list(nacl_ids) if nacl_ids is not None else self.selected(request)
         if request.dry_run or self.ctx.settings.dry_run:
-            return self._dry_run(request, network, duration, source)
+            return self._dry_run(request, network, duration, source, wanted)
         cidr = network.compressed
         slot_retries, conflicts = SLOT_RETRIES, CONFLICT_RETRIES
+        extended: list[Block] = []
         attempt = 0
         while attempt < REGISTER_ATTEMPTS:
-            address = self.ctx.store.address(cidr)
-            if address.holder is None:
+            remaining = refs.locations(wanted)
+            address = self.ctx.store.address(cidr, remaining)
+            if not address.holders:
                 try:
-                    return self._create(request, network, source, duration, address.applied)
+                    created = self._create(request, network, source, duration, address.applied, wanted)
                 except AddressLocked:
                     attempt += 1  # another request locked the address first: look again
+                    continue
                 except SlotTaken as taken:
                     self.reservations.view.learn(taken.key, taken.number, "?")
                     slot_retries -= 1
                     if slot_retries < 0:
                         raise CapacityExceeded(f"could not reserve a rule number in {taken.key}") from None
+                    continue
                 except TransientAwsError:
                     conflicts -= 1
                     if conflicts < 0:
                         raise
                     self.ctx.sleep(random.uniform(0, 0.05 * 2 ** (CONFLICT_RETRIES - conflicts)))
-                continue
+                    continue
+                return Registered(created.block, "created", created.reserved, others=extended)
+            holder = address.holder
+            assert holder is not None
+            held_at = [loc for loc, h in address.holders.items() if h == holder]
             attempt += 1
-            registered = self._extend(address.holder, request, cidr, duration, source, attempt)
-            if registered is not None:
-                return registered
+            registered = self._extend(holder, request, cidr, duration, source, attempt, held_at)
+            if registered is None:
+                continue
+            extended.append(registered.block)
+            wanted = [ref for ref in wanted if refs.location_of(ref) not in held_at]
+            if not wanted:
+                return Registered(extended[0], "extended", others=extended[1:])
         raise self._refused(
             BlockConflict(f"the previous block of {cidr} is still being released; retry in a few seconds"),
             cidr,
             source,
         )
 
+    def selected(self, request: BlockRequest) -> list[str]:
+        """The configured NACLs in the request's ``accounts`` and ``regions`` (default: all of them);
+        InvalidRequest naming the field for an account or Region that has none."""
+        settings = self.ctx.settings
+        configured = settings.nacl_refs
+        places = {ref: settings.place(ref) for ref in configured}
+        problems = []
+        for name, asked, index in (("accounts", request.accounts, 0), ("regions", request.regions, 1)):
+            known = sorted({p[index] for p in places.values()})
+            unknown = [a for a in asked or [] if a not in known]
+            if unknown:
+                problems.append(
+                    {
+                        "field": name,
+                        "type": "not_configured",
+                        "message": f"no configured NACL in {', '.join(unknown)} (configured: {', '.join(known)})",
+                    }
+                )
+        if problems:
+            raise InvalidRequest("; ".join(f"{p['field']}: {p['message']}" for p in problems), problems)
+        chosen = [
+            ref
+            for ref, (account, region, _) in places.items()
+            if (request.accounts is None or account in request.accounts)
+            and (request.regions is None or region in request.regions)
+        ]
+        if not chosen:
+            message = "no configured NACL is in both the accounts and the regions asked for"
+            raise InvalidRequest(message, [{"field": "regions", "type": "not_configured", "message": message}])
+        return chosen
+
     def _create(
-        self, request: BlockRequest, network: Network, source: str, duration: int, applied: tuple[int, ...]
+        self,
+        request: BlockRequest,
+        network: Network,
+        source: str,
+        duration: int,
+        applied: tuple[int, ...],
+        nacl_ids: list[str],
     ) -> Registered:
         now = self.ctx.now()
         kept = self._within_window(applied, now)
         escalation = self._escalation(duration, len(kept))
         expires_at = clock.expiry(now, escalation.duration if escalation else duration)
-        block = self._new_block(request, network, source, now, expires_at, state="pending")
+        block = self._new_block(request, network, source, now, expires_at, nacl_ids, state="pending")
         events = self._first_events(block, request, duration, escalation, now)
         rules, full = self.reservations.pick(block)
         if full and self.ctx.settings.when_full == "reject":
             self._reject(
                 block, events, CapacityExceeded(f"no free rule number: {next(iter(full.values()))}; WhenFull=reject")
             )
+        # One transaction holds at most 100 items: the block, its locks, its events and the offender
+        # record come first; numbers that do not fit are taken by the Reserve task.
+        room = TRANSACTION_ITEMS - 2 - len(refs.locations(block.nacl_ids)) - len(events)
+        if len(rules) > room:
+            rules = dict(sorted(rules.items())[:room])
+            full = {**full, "transaction": "more NACLs than one transaction holds"}
         block.rules = rules
         self.ctx.store.create(block, events, offender_applied=kept if len(kept) < len(applied) else None)
         for key, number in rules.items():
@@ -118,12 +184,20 @@ class Registration:
         return Registered(block, "created", reserved=not full)
 
     def _extend(
-        self, holder: str, request: BlockRequest, cidr: str, duration: int, source: str, attempt: int
+        self,
+        holder: str,
+        request: BlockRequest,
+        cidr: str,
+        duration: int,
+        source: str,
+        attempt: int,
+        held_at: Sequence[str] = (refs.HOME,),
     ) -> Registered | None:
         """Extend the live block ``holder``; None when the address must be looked at again."""
         existing = self.ctx.store.get(holder)
         if existing is None or not existing.live:
-            self.ctx.store.drop_lock(cidr, holder)  # left by a release that died half-way
+            for location in held_at:
+                self.ctx.store.drop_lock(cidr, holder, location)  # left by a release that died half-way
             return None
         if existing.direction != request.direction:
             raise self._refused(
@@ -190,14 +264,21 @@ class Registration:
         return [requested, escalated]
 
     def _new_block(
-        self, request: BlockRequest, network: Network, source: str, now: float, expires_at: int, **rest: Any
+        self,
+        request: BlockRequest,
+        network: Network,
+        source: str,
+        now: float,
+        expires_at: int,
+        nacl_ids: list[str],
+        **rest: Any,
     ) -> Block:
         return Block(
             id=uuid.uuid4().hex,
             cidr=network.compressed,
             family=network.version,
             direction=request.direction,
-            nacl_ids=list(self.ctx.settings.nacl_ids),
+            nacl_ids=list(nacl_ids),
             reason=request.reason or "",
             source=source,
             created_at=int(now),
@@ -214,13 +295,15 @@ class Registration:
         )
         return error
 
-    def _dry_run(self, request: BlockRequest, network: Network, duration: int, source: str) -> Registered:
+    def _dry_run(
+        self, request: BlockRequest, network: Network, duration: int, source: str, nacl_ids: list[str]
+    ) -> Registered:
         """Everything a block does but the NACL write: the checks, the escalation, the rule numbers
         it would take; recorded as a ``dry-run`` block and its events, holding nothing afterwards."""
         settings = self.ctx.settings
         now = self.ctx.now()
         cidr = network.compressed
-        address = self.ctx.store.address(cidr)
+        address = self.ctx.store.address(cidr, refs.locations(nacl_ids))
         existing = self.ctx.store.get(address.holder) if address.holder else None
         escalation = None
         if existing is not None and existing.live and existing.direction == request.direction:
@@ -233,7 +316,7 @@ class Registration:
             escalation = self._escalation(duration, len(self._within_window(address.applied, now)))
             final = escalation.duration if escalation else duration
             places = []
-            for key in targets(settings.nacl_ids, request.direction):
+            for key in targets(nacl_ids, request.direction):
                 nacl_id, direction = split_slot_key(key)
                 number = settings.rule_range.first_free(self.reservations.view.taken(key, fresh=True))
                 places.append(
@@ -250,6 +333,7 @@ class Registration:
             source,
             now,
             expires_at,
+            nacl_ids,
             state="dry-run",
             dry_run=True,
             ended_at=int(now),

@@ -10,6 +10,7 @@ later (``resume_release``), with the ending it recorded.
 from __future__ import annotations
 
 from autoblock.errors import REJECTIONS, BlockNotFound
+from autoblock.logic import refs
 from autoblock.logic.context import Context, count, logger
 from autoblock.logic.enforcement import Enforcement
 from autoblock.logic.reservation import SlotView
@@ -100,7 +101,10 @@ class Releases:
         return self._complete(block, block.ending_state or "failed", block.ending_reason or "release resumed")
 
     def _complete(self, block: Block, final_state: str, reason: str) -> Block:
-        self.enforcement.remove_entries(block)
+        left = self.enforcement.remove_entries(block)
+        if left:
+            where = "; ".join(f"{refs.describe(loc)} ({why})" for loc, why in sorted(left.items()))
+            reason = f"{reason}; entries left in {where}: the sweeper removes them once the role answers"
         ended = self.ctx.event(block, final_state, block.ending_source or block.source, reason, None, block.expires_at)
         try:
             done = self.ctx.store.finish(block, final_state, reason, int(self.ctx.now()), ended)

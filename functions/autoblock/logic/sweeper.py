@@ -20,6 +20,9 @@ remove twice or remove what is being applied:
   rule, a port-specific rule): its number is held by ``foreign`` so no block tries it; it is never touched.
 * ``slot_freed``: a number held by a block that ended or vanished, or quarantined for a foreign
   entry that is gone.
+* ``unreachable`` (organization mode): a member account and Region whose NACLs could not be read
+  (its member role is missing or refuses). Its NACLs and rule numbers are left exactly as they are
+  until it answers again; the other accounts are swept as usual.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
+from autoblock.errors import MemberUnreachable
+from autoblock.logic import refs
 from autoblock.logic.lifecycle import Lifecycle
 from autoblock.logic.ports import BlockStore
 from autoblock.logic.slots import FOREIGN, split_slot_key, targets
@@ -85,8 +90,8 @@ class Sweeper:
 
     def sweep(self) -> SweepReport:
         report = SweepReport()
-        nacl_ids = list(self.settings.nacl_ids)
-        entries = self.nacls.entries(nacl_ids)  # NACLs first, the table after: see the module docstring
+        configured = list(self.settings.nacl_refs)
+        entries = self._entries(configured, report)  # NACLs first, the table after: see the module docstring
         now = int(self.now())
         for block in self.table.live():
             self._sweep_block(block, now, report)
@@ -94,7 +99,8 @@ class Sweeper:
         # After the block repairs above, and after the NACL read: see the module docstring.
         live = {b.id: b for b in self.table.live()}
         owners = {(key, number): b for b in live.values() for key, number in b.rules.items()}
-        keys = targets(nacl_ids, "both")
+        # Only NACLs whose entries were read: a member that cannot be reached is left as it is.
+        keys = targets([ref for ref in configured if ref in entries], "both")
         slots = {key: self.table.slots(key) for key in keys}
         report.live_blocks = len(live)
         report.slots_seen = sum(len(s) for s in slots.values())
@@ -120,6 +126,18 @@ class Sweeper:
             logger.info("sweeper repair", extra={"repair": repair.__dict__})
         self._record(report.repairs)
         return report
+
+    def _entries(self, nacl_ids: list[str], report: SweepReport) -> dict[str, list[Entry]]:
+        """The entries of every NACL that can be read, one location at a time: a member account whose
+        role is missing or refuses is reported (``unreachable``) and does not stop the others."""
+        entries: dict[str, list[Entry]] = {}
+        for location, here in sorted(refs.by_location(nacl_ids).items()):
+            try:
+                entries.update({k: list(v) for k, v in self.nacls.entries(here).items()})
+            except MemberUnreachable as exc:
+                logger.warning("member account unreachable", extra={"location": location, "reason": str(exc)})
+                report.repairs.append(Repair("unreachable", detail=str(exc)))
+        return entries
 
     def _record(self, repairs: list[Repair]) -> None:
         """A ``repaired`` event (source ``sweeper``, the kind in the reason) for each repair of a block."""
@@ -162,8 +180,16 @@ class Sweeper:
             self._reapply(block, now, report)
 
     def _reapply(self, block: Block, now: int, report: SweepReport) -> None:
-        current = self.nacls.entries(block.nacl_ids)
-        for key, number in sorted(block.rules.items()):
+        """Each account and Region on its own: one that cannot be reached (reported once per sweep
+        by ``_entries``) is repaired when it answers again."""
+        located = refs.by_location(block.rules)
+        for keys in located.values():
+            with contextlib.suppress(MemberUnreachable):
+                self._reapply_entries(block, {k: block.rules[k] for k in keys}, now, report)
+
+    def _reapply_entries(self, block: Block, rules: dict[str, int], now: int, report: SweepReport) -> None:
+        current = self.nacls.entries(sorted({split_slot_key(k)[0] for k in rules}))
+        for key, number in sorted(rules.items()):
             nacl_id, direction = split_slot_key(key)
             egress = direction == "egress"
             entry = next((e for e in current.get(nacl_id, []) if e.rule_number == number and e.egress == egress), None)
