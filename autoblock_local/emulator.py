@@ -22,6 +22,12 @@ moto internals are touched here and nowhere else:
   execution is no longer running (moto's own wait misses a StopExecution that lands before it starts
   waiting, and then sleeps to the end of the Wait), and the Retry interval (``time.sleep`` in
   ``retrier_decl``) ends when the emulator closes.
+* Several accounts (organization mode): moto's AssumeRole succeeds for any role ARN, even one that
+  does not exist, and the credentials act in that ARN's account. ``STSBackend.assume_role`` is
+  patched to refuse (``AccessDenied``, as AWS does) a role that does not exist in its account, so a
+  member whose role was deleted behaves as it would on AWS. The emulator itself sets members up
+  through ``OrganizationAccountAccessRole`` (the role AWS Organizations creates in each account it
+  creates), which is let through unchecked.
 * Nothing reaches a real endpoint: moto answers the requests it serves before botocore sends them, so
   botocore's ``URLLib3Session.send`` only ever sees a request moto does not serve (a service it does
   not mock, or a client used after the emulator closed). It refuses every one with
@@ -64,9 +70,13 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models.network_acls import NetworkAclBackend
 from moto.ec2.responses import EC2Response
+from moto.iam.exceptions import NotFoundException
+from moto.iam.models import iam_backends
 from moto.stepfunctions.parser import utils as sfn_utils
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.sts.exceptions import STSClientError
+from moto.sts.models import STSBackend
 
 from autoblock.dal.items import to_block
 from autoblock.handlers import wiring
@@ -79,6 +89,9 @@ EVENTS = ROOT / "events"
 TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyzABCD"  # noqa: S105 - the tests' token on emulated AWS
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+MEMBER_REGIONS = (REGION, "eu-west-1")  # the Regions each emulated member account has NACLs in
+SETUP_ROLE = "OrganizationAccountAccessRole"
+MANAGED_TAG = {"Key": "autoblock:managed", "Value": "true"}
 FOREIGN_RULES: list[dict[str, Any]] = [  # what a customer's NACL already holds: never created, changed or deleted by us
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": False, "CidrBlock": "0.0.0.0/0"},
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": True, "CidrBlock": "0.0.0.0/0"},
@@ -258,6 +271,26 @@ def _refuse_unserved(self: URLLib3Session, request: AWSPreparedRequest) -> Any:
 _ORIGINAL_SEND = URLLib3Session.send
 
 
+_ORIGINAL_ASSUME_ROLE = STSBackend.assume_role
+
+
+def _assume_existing_role(
+    self: STSBackend, region_name: str, role_session_name: str, role_arn: str, **rest: Any
+) -> Any:
+    match = re.match(r"^arn:[\w-]+:iam::(\d{12}):role/(?:.*/)?([^/]+)$", role_arn)
+    if match is None or match.group(2) != SETUP_ROLE:
+        account, name = match.groups() if match else ("", "")
+        try:
+            iam_backends[account]["aws"].get_role(name)
+        except (NotFoundException, KeyError):
+            raise STSClientError(
+                "AccessDenied", f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+            ) from None
+    return _ORIGINAL_ASSUME_ROLE(
+        self, region_name=region_name, role_session_name=role_session_name, role_arn=role_arn, **rest
+    )
+
+
 def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     """moto's Wait, ending as soon as its execution stops (it checks every fraction of a second)."""
     deadline = time.monotonic() + wait_seconds
@@ -279,6 +312,7 @@ def emulated_aws() -> Iterator[None]:
         mock.patch.object(EC2Response, "call_action", _serialized(EC2Response.call_action, threading.Lock())),
         mock.patch.object(NetworkAclBackend, "create_network_acl_entry", _create_entry_with_quota),
         mock.patch.object(WaitFunction, "_wait_interval", _wait_interval),
+        mock.patch.object(STSBackend, "assume_role", _assume_existing_role),
         mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=closing.wait)),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
@@ -325,6 +359,82 @@ def _running(sfn: Any) -> list[str]:
     ]
 
 
+def member_account(index: int) -> str:
+    """The id of the ``index``-th emulated member account: 111111111111, 222222222222, …"""
+    return str(index + 1) * 12 if index < 9 else f"{100000000000 + index}"
+
+
+def member_session(account: str) -> Any:
+    """A boto3 session acting in ``account`` (through OrganizationAccountAccessRole)."""
+    arn = f"arn:aws:iam::{account}:role/{SETUP_ROLE}"
+    credentials = boto3.client("sts", region_name=REGION).assume_role(RoleArn=arn, RoleSessionName="emulator")[
+        "Credentials"
+    ]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+@dataclass
+class Member:
+    """An emulated member account. In each of its Regions: the NACL configured in
+    MemberNetworkAclIds (tagged ``autoblock:managed=true``), a workload subnet whose NACL is tagged
+    but not configured, and a subnet whose NACL is not tagged (NaclFromFinding)."""
+
+    account: str
+    session: Any
+    nacls: dict[str, str] = field(default_factory=dict)  # region → the configured NACL
+    workload_subnets: dict[str, str] = field(default_factory=dict)  # region → subnet of a tagged NACL
+    workload_nacls: dict[str, str] = field(default_factory=dict)
+    untagged_subnets: dict[str, str] = field(default_factory=dict)  # region → subnet of an untagged NACL
+    untagged_nacls: dict[str, str] = field(default_factory=dict)
+
+    def ec2(self, region: str) -> Any:
+        return self.session.client("ec2", region_name=region)
+
+    def ref(self, region: str, acl_id: str | None = None) -> str:
+        """The reference (``account:region:acl-id``) autoblock uses for one of its NACLs."""
+        return f"{self.account}:{region}:{acl_id or self.nacls[region]}"
+
+
+def create_member(index: int, role_name: str, regions: tuple[str, ...] = MEMBER_REGIONS) -> Member:
+    """A member account with its NACLs (each holding the customer's own rules) and the member role."""
+    account = member_account(index)
+    member = Member(account, member_session(account))
+    member.session.client("iam").create_role(
+        RoleName=role_name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
+    tagged = [{"ResourceType": "network-acl", "Tags": [MANAGED_TAG]}]
+    for region in regions:
+        ec2 = member.ec2(region)
+        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        for name, cidr, tags in (
+            ("nacls", None, tagged),
+            ("workload", "10.1.1.0/24", tagged),
+            ("untagged", "10.1.2.0/24", []),
+        ):
+            acl_id = ec2.create_network_acl(VpcId=vpc, TagSpecifications=tags)["NetworkAcl"]["NetworkAclId"]
+            for rule in FOREIGN_RULES:
+                ec2.create_network_acl_entry(NetworkAclId=acl_id, **rule)
+            if cidr is None:
+                member.nacls[region] = acl_id
+                continue
+            subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr)["Subnet"]["SubnetId"]
+            acls = ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet]}])
+            association = next(
+                a["NetworkAclAssociationId"]
+                for acl in acls["NetworkAcls"]
+                for a in acl["Associations"]
+                if a["SubnetId"] == subnet
+            )
+            ec2.replace_network_acl_association(AssociationId=association, NetworkAclId=acl_id)
+            getattr(member, f"{name}_subnets")[region] = subnet
+            getattr(member, f"{name}_nacls")[region] = acl_id
+    return member
+
+
 @dataclass
 class Stack:
     """What a test can look at: the NACLs, the table, the executions."""
@@ -339,11 +449,28 @@ class Stack:
     ec2: Any = field(default_factory=lambda: boto3.client("ec2", region_name=REGION))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions", region_name=REGION))
     ddb: Any = field(default_factory=lambda: boto3.resource("dynamodb", region_name=REGION))
+    members: list[Member] = field(default_factory=list)  # organization mode: the member accounts
 
     # -- NACLs ------------------------------------------------------------------------------
 
+    def member(self, account: str) -> Member:
+        return next(m for m in self.members if m.account == account)
+
+    @property
+    def member_refs(self) -> list[str]:
+        """Every member NACL configured in MemberNetworkAclIds, as autoblock names it."""
+        return [m.ref(region) for m in self.members for region in sorted(m.nacls)]
+
+    def ec2_of(self, nacl_id: str) -> tuple[Any, str]:
+        """The EC2 client that sees a NACL (the member's own for ``account:region:acl-id``) and its id."""
+        if ":" not in nacl_id:
+            return self.ec2, nacl_id
+        account, region, acl_id = nacl_id.split(":", 2)
+        return self.member(account).ec2(region), acl_id
+
     def entries(self, nacl_id: str) -> list[dict[str, Any]]:
-        acl = self.ec2.describe_network_acls(NetworkAclIds=[nacl_id])["NetworkAcls"][0]
+        ec2, acl_id = self.ec2_of(nacl_id)
+        acl = ec2.describe_network_acls(NetworkAclIds=[acl_id])["NetworkAcls"][0]
         return list(acl["Entries"])
 
     def managed(self, nacl_id: str) -> list[tuple[int, bool, Any]]:
@@ -436,6 +563,7 @@ def substitute_asl(text: str, substitutions: dict[str, str]) -> str:
 def deploy_stack(
     setenv: Callable[[str, str], None],
     nacls: int = 2,
+    members: int = 0,
     foreign_rules: list[dict[str, Any]] = FOREIGN_RULES,
     token: str = TOKEN,
     test_defaults: bool = True,
@@ -443,7 +571,9 @@ def deploy_stack(
 ) -> Stack:
     """Create the stack's resources on moto from template.yaml; ``setenv`` gives this process the
     functions' environment (the handlers run in-process). Parameters as keyword arguments, over the
-    template's defaults (and, with ``test_defaults``, over the tests' small RuleLimit and durations)."""
+    template's defaults (and, with ``test_defaults``, over the tests' small RuleLimit and durations).
+    ``members``: organization mode with that many member accounts, each with a NACL in each of
+    MEMBER_REGIONS (MemberNetworkAclIds) and its member role."""
     template = load_template()
     resources = template["Resources"]
     ec2 = boto3.client("ec2", region_name=REGION)
@@ -460,6 +590,10 @@ def deploy_stack(
     if test_defaults:
         params.update({"RuleNumberStart": 10, "RuleLimit": 5, "DefaultDurationSeconds": 30})
     params.update(overrides)
+    role_name = str(params.get("MemberRoleName") or "autoblock-member")
+    member_accounts = [create_member(i, role_name) for i in range(members)]
+    if member_accounts:
+        params["MemberNetworkAclIds"] = ",".join(m.ref(r) for m in member_accounts for r in sorted(m.nacls))
 
     # The table, exactly as the template declares it.
     table_props = dict(resources["BlocksTable"]["Properties"])
@@ -522,6 +656,7 @@ def deploy_stack(
     stack = Stack(
         nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"])
     )
-    stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in nacl_ids}
+    stack.members = member_accounts
+    stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in [*nacl_ids, *stack.member_refs]}
     assert all(len(rules) >= len(foreign_rules) for rules in stack.baseline.values())
     return stack
