@@ -163,6 +163,13 @@ def block(
         typer.Option("--wait", min=0, metavar="SECONDS", help="How long to wait for the workflow to apply the block"),
     ] = 10.0,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Answer at once, possibly pending")] = False,
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", help="Organization mode: only in this member account (repeat for more)"),
+    ] = None,
+    region: Annotated[
+        list[str] | None, typer.Option("--region", help="Organization mode: only in this Region (repeat for more)")
+    ] = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Block an address (or extend its live block), and say what happened."""
@@ -180,6 +187,10 @@ def block(
         body["dry_run"] = True
     if source is not None:
         body["source"] = source
+    if account:
+        body["accounts"] = account
+    if region:
+        body["regions"] = region
     try:
         answer = client().request("POST", "/blocks", body)
     except ApiError as exc:

@@ -35,10 +35,39 @@ def time_left(block: dict[str, Any], now: datetime | None = None) -> str:
     return format_duration(left) if left > 0 else "expired"
 
 
+def places(rules: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The distinct (account, region) of rules or slots, sorted (empty fields left out)."""
+    return sorted({(str(r.get("account") or ""), str(r.get("region") or "")) for r in rules} - {("", "")})
+
+
 def rules_text(block: dict[str, Any]) -> str:
-    """``acl-1 ingress #10`` per rule, one per line; "-" before the workflow has applied them."""
+    """``acl-1 ingress #10`` per rule, one per line, prefixed with its account and Region when the
+    block spans several; "-" before the workflow has applied them."""
     rules = block.get("rules") or []
-    return "\n".join(f"{r['nacl_id']} {r['direction']} #{r['rule_number']}" for r in rules) or "-"
+    several = len(places(rules)) > 1
+    return (
+        "\n".join(
+            f"{r['account'] + ' ' + r['region'] + ' ' if several else ''}{r['nacl_id']} {r['direction']} "
+            f"#{r['rule_number']}"
+            for r in rules
+        )
+        or "-"
+    )
+
+
+def where(block: dict[str, Any]) -> str:
+    """Where a block is: ``111122223333 eu-west-1``, or how many accounts and Regions."""
+    found = places(block.get("rules") or [])
+    if len(found) == 1:
+        return " ".join(found[0])
+    if not found:
+        return "-"
+    return f"{len({a for a, _ in found})} accounts, {len(found)} places"
+
+
+def failures_text(block: dict[str, Any]) -> str | None:
+    failures = block.get("failures") or []
+    return "\n".join(f"{f['account']} {f['region']}: {f['reason']}" for f in failures) or None
 
 
 def block_detail(console: Console, block: dict[str, Any], headline: str | None = None) -> None:
@@ -56,6 +85,7 @@ def block_detail(console: Console, block: dict[str, Any], headline: str | None =
         ("reason", block.get("reason")),
         ("source", block.get("source")),
         ("rules", rules_text(block)),
+        ("not blocked in", failures_text(block)),
         ("created", block.get("created_at")),
         ("expires", block.get("expires_at")),
         ("time left", time_left(block)),
@@ -183,11 +213,14 @@ def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
         return
     title = f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''} (rule numbers in every NACL: autoblock show ID)"
     states = [f"{b.get('state', '')}{' (dry run)' if b.get('dry_run') else ''}" for b in blocks]
+    # Organization mode: where each block is (the account and Region column appears only then).
+    located = len(places([r for b in blocks for r in b.get("rules") or []])) > 1
     print_table(
         console,
         [
             Column("id", [short_id(str(b.get("id", ""))) for b in blocks]),
             Column("address", [str(b.get("ip", "")) for b in blocks]),
+            *([Column("account / Region", [where(b) for b in blocks], drop=6)] if located else []),
             Column("direction", [str(b.get("direction", "")) for b in blocks], drop=5),
             Column("state", states),
             Column("rule", [rule_numbers(b) for b in blocks], drop=4),
@@ -234,9 +267,12 @@ def status(console: Console, answer: dict[str, Any]) -> None:
     used = [int(s.get("used", 0)) for s in slots]
     foreign = [int(s.get("foreign", 0)) for s in slots]
     limits = [int(s.get("limit", 0)) for s in slots]
+    located = len(places(slots)) > 1  # organization mode: say whose NACL each is
     print_table(
         console,
         [
+            *([Column("account", [str(s.get("account", "")) for s in slots])] if located else []),
+            *([Column("Region", [str(s.get("region", "")) for s in slots])] if located else []),
             Column("NACL", [str(s.get("nacl_id", "")) for s in slots]),
             Column("direction", [str(s.get("direction", "")) for s in slots]),
             Column("used", [str(n) for n in used], right=True),

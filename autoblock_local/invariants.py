@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from autoblock.logic.refs import locations
 from autoblock_local.emulator import Stack
 
 
 def violations(stack: Stack) -> list[str]:
     """Every breach of the core invariants visible right now, in the NACLs and in the table."""
     found = []
-    for nacl_id in stack.nacl_ids:
+    for nacl_id in [*stack.nacl_ids, *stack.member_refs]:
         entries = stack.managed(nacl_id)
         for egress in (False, True):
             mine = [(n, cidr) for n, e, cidr in entries if e == egress]
@@ -29,6 +30,12 @@ def violations(stack: Stack) -> list[str]:
     found += [f"{k}: block {b} holds {n} slots" for (k, b), n in holders.items() if n > 1]
     addresses = Counter((str(s["pk"]), str(s["cidr"])) for s in slots)
     found += [f"{k}: {c} holds {n} slots" for (k, c), n in addresses.items() if n > 1]
-    live = Counter(str(b["cidr"]) for b in stack.items("BLOCK#") if b["state"] in ("pending", "active"))
-    found += [f"{c}: {n} live blocks" for c, n in live.items() if n > 1]
+    # One live block per address in each account and Region (organization mode: logic.refs).
+    live = Counter(
+        (str(b["cidr"]), location)
+        for b in stack.items("BLOCK#")
+        if b["state"] in ("pending", "active")
+        for location in locations(b["nacl_ids"])
+    )
+    found += [f"{c} {where or 'here'}: {n} live blocks" for (c, where), n in live.items() if n > 1]
     return found

@@ -63,6 +63,13 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rule-limit", type=int, help="the NACLs' RuleLimit (template parameter RuleLimit)")
     parser.add_argument("--nacls", type=int, default=2, choices=range(1, 6), help="demo NACLs to block in (1-5)")
     parser.add_argument(
+        "--accounts",
+        type=int,
+        default=0,
+        choices=range(0, 6),
+        help="organization mode: emulated member accounts (0-5), each with a NACL in us-east-1 and eu-west-1",
+    )
+    parser.add_argument(
         "--parameter-overrides",
         nargs="+",
         default=[],
@@ -328,7 +335,13 @@ def _local_stack(
         try:
             defaults = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
             stack = deploy_stack(
-                setenv, args.nacls, foreign_rules=DEMO_RULES, token=token, test_defaults=False, **params
+                setenv,
+                args.nacls,
+                members=args.accounts,
+                foreign_rules=DEMO_RULES,
+                token=token,
+                test_defaults=False,
+                **params,
             )
             effective = {**defaults, **params}
             refs = {**effective, "AWS::StackName": STACK_NAME, "AWS::Region": REGION}
@@ -386,6 +399,14 @@ def _local_stack(
                     f"  token         {token}",
                     f"  AWS endpoint  {endpoint}  (region {REGION}, any credentials, e.g. testing/testing)",
                     f"  NACLs         {', '.join(stack.nacl_ids)}  (rules {stack.rule_start}-{end} are autoblock's)",
+                    *(
+                        [
+                            f"  members       {', '.join(m.account for m in stack.members)}: a NACL each in "
+                            f"{', '.join(sorted(stack.members[0].nacls))} (MemberNetworkAclIds)"
+                        ]
+                        if stack.members
+                        else []
+                    ),
                     f"  state file    {path}  (the autoblock CLI reads the URL and token from it)",
                     f"  handler logs  {log_path}",
                     "",

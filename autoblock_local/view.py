@@ -28,7 +28,7 @@ class Snapshot:
 def snapshot(stack: Stack) -> Snapshot:
     blocks = sorted((BlockView.of(b) for b in wiring.lifecycle().live()), key=lambda b: b.expires_at)
     used: dict[tuple[str, str], int] = {}
-    for nacl_id in stack.nacl_ids:
+    for nacl_id in [*stack.nacl_ids, *stack.member_refs]:
         for direction in ("ingress", "egress"):
             used[(nacl_id, direction)] = 0
         for _number, egress, _cidr in stack.managed(nacl_id):

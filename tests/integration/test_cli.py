@@ -788,3 +788,86 @@ def test_no_terminal_width_cuts_an_id_an_address_or_a_time() -> None:
                 ],
             ],
         )
+
+
+ORG_BLOCK = {
+    **API_BLOCK,
+    "id": "5e1f0c2a9d8b7c6d5e4f3a2b1c0d9e8f",
+    "rules": [
+        {
+            "nacl_id": "acl-0a1b2c3d4e5f60718",
+            "direction": "ingress",
+            "rule_number": 10,
+            "account": "123456789012",
+            "region": "us-east-1",
+        },
+        {
+            "nacl_id": "acl-0f0e0d0c0b0a09080",
+            "direction": "ingress",
+            "rule_number": 10,
+            "account": "111111111111",
+            "region": "eu-west-1",
+        },
+    ],
+    "failures": [{"account": "222222222222", "region": "us-east-1", "reason": "cannot assume the member role"}],
+}
+MEMBER_BLOCK = {
+    **GUARDDUTY_BLOCK,
+    "rules": [
+        {
+            "nacl_id": "acl-0f0e0d0c0b0a09080",
+            "direction": "ingress",
+            "rule_number": 11,
+            "account": "111111111111",
+            "region": "eu-west-1",
+        }
+    ],
+}
+ORG_STATUS = {
+    **WIDE_STATUS,
+    "slots": [
+        {
+            "nacl_id": "acl-0a1b2c3d4e5f60718",
+            "direction": "ingress",
+            "account": "123456789012",
+            "region": "us-east-1",
+            "used": 1,
+            "foreign": 0,
+            "free": 9,
+            "limit": 10,
+        },
+        {
+            "nacl_id": "acl-0f0e0d0c0b0a09080",
+            "direction": "ingress",
+            "account": "111111111111",
+            "region": "eu-west-1",
+            "used": 2,
+            "foreign": 0,
+            "free": 8,
+            "limit": 10,
+        },
+    ],
+}
+
+
+def test_in_organization_mode_list_status_and_show_say_which_account_and_region_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    answers: dict[str, Any] = {
+        "GET /blocks": (200, {"blocks": [MEMBER_BLOCK, ORG_BLOCK]}),
+        "GET /status": (200, ORG_STATUS),
+        f"GET /blocks/{ORG_BLOCK['id']}": (200, ORG_BLOCK),
+    }
+    with serve_canned(answers, []) as url:
+        listed = run("list", url=url)
+        status = run("status", url=url)
+        shown = run("show", ORG_BLOCK["id"], url=url)
+
+    for done in (listed, status, shown):
+        assert done.exit_code == 0, done.stderr
+    assert_fits(listed.stdout, 80, ["account / Region", "111111111111 eu-west-1", "2 accounts, 2 places"])
+    assert_fits(status.stdout, 80, ["account", "Region", "123456789012", "111111111111", "eu-west-1"])
+    assert re.search(r"111111111111\s+eu-west-1\s+acl-0f0e0d0c0b0a09080\s+ingress\s+2\s", status.stdout)
+    assert "111111111111 eu-west-1 acl-0f0e0d0c0b0a09080 ingress #10" in shown.stdout
+    assert "222222222222 us-east-1: cannot assume the member role" in shown.stdout
