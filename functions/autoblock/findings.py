@@ -177,13 +177,19 @@ class RuntimeDetails(GuardDutyModel):
     process: ProcessDetails | None = None
 
 
+class NetworkConnection(GuardDutyModel):
+    direction: str | None = None  # INBOUND or OUTBOUND
+
+
 class NetworkEndpoint(GuardDutyModel):
-    """One network endpoint of an attack sequence: an ``ip`` (IPv4 or IPv6), a ``domain``, or both."""
+    """One network endpoint of an attack sequence: an ``ip`` (IPv4 or IPv6), a ``domain``, or both,
+    and the direction of its traffic when GuardDuty knows it."""
 
     id: str | None = None  # required by the API reference; optional here, nothing reads it
     ip: str | None = None
     domain: str | None = None
     port: int | None = None
+    connection: NetworkConnection | None = None
 
 
 class Sequence(GuardDutyModel):

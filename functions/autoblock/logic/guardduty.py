@@ -213,13 +213,13 @@ def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
     if is_attack_sequence(finding):
         sequence = finding.service.detection.sequence if finding.service.detection else None
         endpoints = len(sequence.endpoints) if sequence else 0
-        public = len(sequence_addresses(finding, policy)[0])
+        public = len({t.address for t in sequence_targets(finding, policy)[0]})
         return replace(
             known,
             ignored=(
-                f"attack sequence {_shown(finding.type)}: {_plural(endpoints, 'network endpoint')}, "
-                f"{_plural(public, 'public address', 'public addresses')} among them; not blocked automatically "
-                f"(a sequence bundles many signals): review it, then `{CLI_HINT}`"
+                f"attack sequence {_shown(finding.type)} names {_plural(endpoints, 'network endpoint')}, "
+                f"{_plural(public, 'public address', 'public addresses')} among them: not blocked automatically, "
+                f"a sequence bundles many signals; review it, then `{CLI_HINT}`"
             ),
         )
     action = finding.service.action
@@ -259,23 +259,33 @@ def is_attack_sequence(finding: Finding) -> bool:
     return finding.type.startswith(ATTACK_SEQUENCE_PREFIX) or (detection is not None and detection.sequence is not None)
 
 
-def sequence_addresses(finding: Finding, policy: Policy) -> tuple[list[str], list[Skip]]:
-    """The attack sequence's endpoint addresses that pass ``blockable`` (normalised CIDRs, each once, in
-    order), and the endpoints left alone: a never-blockable address, or a domain without an address."""
+def sequence_targets(finding: Finding, policy: Policy) -> tuple[list[Target], list[Skip]]:
+    """Every address of an attack sequence's endpoints that passes ``blockable``, and the endpoints left
+    alone (a never-blockable address, or a domain without an address). Never acted on automatically:
+    this is what ``autoblock block --from-finding`` offers a person. An endpoint's ``connection.direction``
+    gives the direction (INBOUND: ingress, OUTBOUND: egress); without one, both."""
     detection = finding.service.detection
     endpoints = detection.sequence.endpoints if detection and detection.sequence else []
-    addresses: dict[str, None] = {}
+    reason = f"GuardDuty {finding.type}: network endpoint of the attack sequence"
+    targets: dict[tuple[str, TargetDirection], Target] = {}
     skipped: list[Skip] = []
     for endpoint in endpoints:
         if not endpoint.ip:
-            domain = _shown(endpoint.domain, 253) if endpoint.domain else "no domain either"
+            domain = _shown(endpoint.domain, 253) if endpoint.domain else "nor a domain"
             skipped.append(Skip(None, f"endpoint without an address ({domain})"))
             continue
         try:
-            addresses[blockable(endpoint.ip, policy).compressed] = None
+            address = blockable(endpoint.ip, policy).compressed
         except (InvalidAddress, PolicyViolation) as exc:
             skipped.append(Skip(endpoint.ip, str(exc)))
-    return list(addresses), list(dict.fromkeys(skipped))
+            continue
+        way = endpoint.connection.direction if endpoint.connection else None
+        directions: tuple[TargetDirection, ...] = (
+            ("ingress",) if way == "INBOUND" else ("egress",) if way == "OUTBOUND" else ("ingress", "egress")
+        )
+        for direction in directions:
+            targets.setdefault((address, direction), Target(address, direction, reason))
+    return list(targets.values()), list(dict.fromkeys(skipped))
 
 
 def duration_for(severity: float, low: int, medium: int, high: int) -> int:
