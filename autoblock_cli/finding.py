@@ -60,6 +60,14 @@ def load(text: str) -> dict[str, Any]:
         raise FindingFileError("not a JSON object: a GuardDuty finding event, or the finding alone")
     if "detail-type" in value or "source" in value:
         return value
+    if "Findings" in value or "SchemaVersion" in value:  # `aws guardduty get-findings` spells keys in PascalCase
+        value = _camel(value)
+    if "findings" in value:
+        found = value["findings"]
+        if not isinstance(found, list) or len(found) != 1:
+            count = len(found) if isinstance(found, list) else "no list of"
+            raise FindingFileError(f"{count} findings: give one (aws guardduty get-findings --finding-ids ID)")
+        value = found[0] if isinstance(found[0], dict) else {}
     if "type" in value and "service" in value:
         return {
             "version": "0",
@@ -109,6 +117,15 @@ def plan(event: dict[str, Any], direction: str | None = None) -> Plan:
         result.offers.append(Offer(address, way, _printable(reasons[address])[:REASON_LIMIT]))
     result.left_alone = [(s.address, s.reason) for s in skipped]
     return result
+
+
+def _camel(value: Any) -> Any:
+    """Every key with its first letter in lowercase (``IpAddressV4`` → ``ipAddressV4``), as EventBridge sends them."""
+    if isinstance(value, dict):
+        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): _camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
 
 
 def _printable(text: str) -> str:

@@ -905,6 +905,21 @@ def test_a_bare_finding_on_stdin_is_read_and_needs_yes() -> None:
     assert len(seen) == 1
 
 
+def test_what_aws_guardduty_get_findings_prints_is_read_too() -> None:
+    def pascal(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k[:1].upper() + k[1:]: pascal(v) for k, v in value.items()}
+        return [pascal(v) for v in value] if isinstance(value, list) else value
+
+    printed = json.dumps({"Findings": [pascal(json.loads(Path(LAMBDA_C2).read_text())["detail"])]})
+    seen: list[dict[str, Any]] = []
+    with serve_canned({"POST /blocks": (202, {**API_BLOCK, "state": "active"})}, seen) as url:
+        blocked = run("block", "--from-finding", "-", "--yes", url=url, input=printed)
+
+    assert blocked.exit_code == 0, blocked.stderr
+    assert [json.loads(r["body"])["ip"] for r in seen] == ["203.0.113.66/32"]
+
+
 def test_a_finding_with_nothing_to_block_says_why_and_sends_nothing() -> None:
     seen: list[dict[str, Any]] = []
     with serve_canned({}, seen) as url:
@@ -947,6 +962,7 @@ def test_no_answer_to_the_question_names_the_command_that_does_not_ask() -> None
         (["--from-finding", "-"], "{not json", "-: not JSON"),
         (["--from-finding", "-"], '{"hello": 1}', "-: neither a GuardDuty finding event"),
         (["--from-finding", "/nonexistent/finding.json"], None, "cannot read /nonexistent/finding.json"),
+        (["--from-finding", "-"], '{"Findings": []}', "-: 0 findings: give one"),
         (
             ["--from-finding", "-"],
             json.dumps({**json.loads(Path(LAMBDA_C2).read_text()), "source": "my.app"}),
