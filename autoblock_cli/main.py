@@ -275,6 +275,7 @@ def _block_from_finding(
         try:
             confirmed = typer.confirm(f"Block {'it' if count == 1 else f'these {count}'}?", default=False, err=True)
         except typer.Abort:
+            _stderr("")  # end the question's line
             fail(
                 "no answer, nothing blocked; to block without asking: "
                 f"autoblock block --from-finding {shlex.quote(path)} --yes",
