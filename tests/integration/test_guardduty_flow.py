@@ -122,6 +122,14 @@ def test_the_rule_matches_findings_and_nothing_else(
     assert bus(other) == []
     forged = {**event("guardduty_ssh_bruteforce.json"), "source": "my.app"}
     assert bus(forged) == []
+    # Without an action, only a type that starts with AttackSequence: gets in
+    no_action = event("guardduty_malformed_no_action.json")
+    lookalike = {**no_action, "detail": {**no_action["detail"], "type": "Recon:EC2/AttackSequence:Lookalike"}}
+    assert bus(lookalike) == []
+    sequence = {**no_action, "detail": {**no_action["detail"], "type": "AttackSequence:S3/CompromisedData"}}
+    assert len(bus(sequence)) == 1
+    forged_sequence = {**event("guardduty_attack_sequence.json"), "source": "my.app"}
+    assert bus(forged_sequence) == []
 
 
 @pytest.mark.parametrize(
