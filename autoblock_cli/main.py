@@ -145,7 +145,12 @@ def duration_option(text: str | None) -> int | None:
 
 @app.command()
 def block(
-    ip: Annotated[str, typer.Argument(help="An address or CIDR: 203.0.113.7, 2001:db8::7, 198.51.100.0/28")],
+    ip: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="IP", help="An address or CIDR: 203.0.113.7, 2001:db8::7, 198.51.100.0/28", show_default=False
+        ),
+    ] = None,
     for_: Annotated[
         str | None,
         typer.Option(
@@ -153,7 +158,9 @@ def block(
         ),
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why, in a few words")] = None,
-    direction: Annotated[Direction | None, typer.Option(help="Traffic to deny (default: ingress)")] = None,
+    direction: Annotated[
+        Direction | None, typer.Option(help="Traffic to deny (default: ingress; with --from-finding: the finding's)")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Record the block, change no NACL")] = False,
     source: Annotated[
         str | None, typer.Option(help="A label naming the detector, e.g. elastalert:ssh-brute-force")
@@ -170,11 +177,34 @@ def block(
     region: Annotated[
         list[str] | None, typer.Option("--region", help="Organization mode: only in this Region (repeat for more)")
     ] = None,
+    from_finding: Annotated[
+        str | None,
+        typer.Option(
+            "--from-finding",
+            metavar="FILE",
+            help="Block the addresses a GuardDuty finding names (its JSON event or the finding; - reads stdin)",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --from-finding: block without asking")] = False,
     output: OutputOption = Output.table,
 ) -> None:
     """Block an address (or extend its live block), and say what happened."""
     if no_wait:
         wait = 0.0
+    if from_finding is not None:
+        if ip is not None:
+            raise typer.BadParameter("give an address or --from-finding FILE, not both", param_hint="'IP'")
+        if reason is not None or source is not None:
+            raise typer.BadParameter(
+                "the finding gives each block its reason and source", param_hint="'--reason' / '--source'"
+            )
+        _block_from_finding(from_finding, yes, duration_option(for_), direction, dry_run, wait, output)
+        return
+    if ip is None:
+        raise typer.BadParameter(
+            "missing: the address to block (`autoblock block 203.0.113.7`), or --from-finding FILE", param_hint="'IP'"
+        )
     body: dict[str, Any] = {"ip": ip}
     seconds = duration_option(for_)
     if seconds is not None:
@@ -212,6 +242,100 @@ def block(
 
 
 POLL_SECONDS = 0.25
+
+
+def _read_finding(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise typer.BadParameter(f"cannot read {path}: {reason}", param_hint="'--from-finding'") from None
+
+
+def _block_from_finding(
+    path: str,
+    yes: bool,
+    seconds: int | None,
+    direction: Direction | None,
+    dry_run: bool,
+    wait: float,
+    output: Output,
+) -> None:
+    """Show the addresses a finding names, ask, then block each through the API and say what happened."""
+    from autoblock_cli.finding import FindingFileError, load, plan
+
+    try:
+        offered = plan(load(_read_finding(path)), direction.value if direction else None)
+    except FindingFileError as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="'--from-finding'") from None
+    # stdout carries the JSON answers alone with --output json: the plan then goes to stderr
+    shown = console() if output is Output.table else Console(stderr=True, markup=False, emoji=False, highlight=False)
+    render.finding_plan(shown, offered)
+    if not offered.offers:
+        return
+    if not yes:
+        if path == "-":
+            fail(
+                "the finding came on stdin, so there is no one to ask: "
+                "add --yes to block without asking (… | autoblock block --from-finding - --yes)",
+                EXIT_USAGE,
+            )
+        count = len(offered.offers)
+        try:
+            confirmed = typer.confirm(f"Block {'it' if count == 1 else f'these {count}'}?", default=False, err=True)
+        except typer.Abort:
+            _stderr("")  # end the question's line
+            fail(
+                "no answer, nothing blocked; to block without asking: "
+                f"autoblock block --from-finding {shlex.quote(path)} --yes",
+                EXIT_USAGE,
+            )
+        if not confirmed:
+            _stderr("nothing blocked")
+            raise typer.Exit(EXIT_REFUSED)
+    api = client()
+    answers: list[dict[str, Any]] = []
+    failed = False
+    for offer in offered.offers:
+        body: dict[str, Any] = {
+            "ip": offer.address,
+            "direction": offer.direction,
+            "reason": offer.reason,
+            "source": offered.source,
+        }
+        if seconds is not None:
+            body["duration"] = seconds
+        if dry_run:
+            body["dry_run"] = True
+        try:
+            answer = api.request("POST", "/blocks", body)
+        except ApiError as exc:
+            failed = True
+            answers.append(
+                {"address": offer.address, "direction": offer.direction, "error": exc.code, "message": exc.message}
+            )
+            if output is Output.table:
+                console().print(f"refused: {offer.address} {offer.direction}: {exc}")
+            continue
+        except Unreachable as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        created = answer.status == 202
+        if answer.body.get("state") == "pending" and wait > 0:
+            answer = _wait_while_pending(answer, wait)
+        outcome = _outcome(answer.body, created)
+        failed = failed or outcome.failed
+        answers.append({"address": offer.address, "direction": offer.direction, "block": answer.body})
+        if output is Output.table:
+            short = render.short_id(str(answer.body.get("id", "")))
+            console().print(f"{outcome.headline} {offer.direction} (block {short})")
+        if outcome.note:
+            _stderr(outcome.note)
+    if output is Output.json:
+        sys.stdout.write(json.dumps({"finding_id": offered.finding_id, "results": answers}) + "\n")
+    if failed:
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _wait_while_pending(answer: Answer, seconds: float) -> Answer:

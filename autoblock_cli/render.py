@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autoblock_cli.durations import format_duration
+from autoblock_cli.finding import Plan
 
 LIVE = frozenset({"pending", "active", "releasing"})
 BAR_WIDTH = 10
@@ -317,3 +318,37 @@ def history(console: Console, answer: dict[str, Any]) -> None:
     if not one_block:
         for block_id in dict.fromkeys(i for i in ids if i):
             console.print(f"block {short_id(block_id)} = {block_id}", soft_wrap=True)
+
+
+def finding_plan(console: Console, plan: Plan) -> None:
+    """The addresses a finding names, and the ones left alone with why."""
+    console.print(f"finding {plan.finding_id}")
+    console.print(f"{plan.finding_type}, severity {plan.severity:g}")
+    if plan.note:
+        console.print(plan.note)
+    if plan.offers:
+        count = len(plan.offers)
+        print_table(
+            console,
+            [
+                Column("address", [o.address for o in plan.offers]),
+                Column("direction", [o.direction for o in plan.offers]),
+                Column(
+                    "why",
+                    [o.reason.removeprefix(f"GuardDuty {plan.finding_type}: ") for o in plan.offers],
+                    flexible=True,
+                    minimum=20,
+                ),
+            ],
+            f"{count} address{'es' if count != 1 else ''} to block",
+        )
+    else:
+        console.print("nothing to block")
+    if plan.left_alone:
+        print_table(
+            console,
+            [
+                Column("left alone", [a or "-" for a, _ in plan.left_alone]),
+                Column("why", [why for _, why in plan.left_alone], flexible=True, minimum=20),
+            ],
+        )

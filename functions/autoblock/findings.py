@@ -7,6 +7,13 @@ reference, with the same camelCase names). The models keep the names and nesting
 ignore every field they do not declare, because GuardDuty adds fields (and whole protection plans)
 over time. Only what autoblock reads is declared; everything here is optional unless the API
 reference marks it required, except ``service``, without which a finding says nothing to act on.
+
+Besides EC2 findings, the shape covers Lambda Protection (``resource.lambdaDetails``, whose
+``vpcConfig`` is there only for a function in a VPC), Runtime Monitoring (``service.runtimeDetails``
+names the process; the network activity is the same ``service.action`` as for EC2, on an
+``Instance``, ``EKSCluster`` or ``ECSCluster`` resource) and Extended Threat Detection's attack
+sequences (no ``action``; ``service.detection.sequence`` lists up to 400 network ``endpoints``, each
+with an ``ip`` or a ``domain``).
 """
 
 from __future__ import annotations
@@ -158,10 +165,52 @@ class Action(GuardDutyModel):
     rds_login_attempt_action: RdsLoginAttemptAction | None = None
 
 
+class ProcessDetails(GuardDutyModel):
+    name: str | None = None
+    executable_path: str | None = None
+    pid: int | None = None
+
+
+class RuntimeDetails(GuardDutyModel):
+    """``service.runtimeDetails`` of a Runtime Monitoring finding: the process behind the activity."""
+
+    process: ProcessDetails | None = None
+
+
+class NetworkConnection(GuardDutyModel):
+    direction: str | None = None  # INBOUND or OUTBOUND
+
+
+class NetworkEndpoint(GuardDutyModel):
+    """One network endpoint of an attack sequence: an ``ip`` (IPv4 or IPv6), a ``domain``, or both,
+    and the direction of its traffic when GuardDuty knows it."""
+
+    id: str | None = None  # required by the API reference; optional here, nothing reads it
+    ip: str | None = None
+    domain: str | None = None
+    port: int | None = None
+    connection: NetworkConnection | None = None
+
+
+class Sequence(GuardDutyModel):
+    """``service.detection.sequence``: the signals, actors, resources and endpoints of an attack sequence."""
+
+    uid: str | None = None
+    description: str | None = None
+    endpoints: list[NetworkEndpoint] = Field(default_factory=list)
+
+
+class Detection(GuardDutyModel):
+    sequence: Sequence | None = None
+
+
 class Service(GuardDutyModel):
     """``service``: what GuardDuty saw, how often, and the finding's own state."""
 
     action: Action | None = None
+    detection: Detection | None = None
+    runtime_details: RuntimeDetails | None = None
+    feature_name: str | None = None  # RuntimeMonitoring, Lambda…
     archived: bool = False
     count: int | None = Field(default=None, ge=0)
     detector_id: str | None = None
@@ -206,11 +255,51 @@ class InstanceDetails(GuardDutyModel):
     network_interfaces: list[NetworkInterface] = Field(default_factory=list)
 
 
+class SecurityGroup(GuardDutyModel):
+    group_id: str | None = None
+    group_name: str | None = None
+
+
+class VpcConfig(GuardDutyModel):
+    """A Lambda function's VPC; absent for a function outside any VPC."""
+
+    subnet_ids: list[str] = Field(default_factory=list)
+    vpc_id: str | None = None
+    security_groups: list[SecurityGroup] = Field(default_factory=list)
+
+
+class LambdaDetails(GuardDutyModel):
+    function_name: str | None = None
+    function_arn: str | None = None
+    function_version: str | None = None
+    description: str | None = None
+    last_modified_at: str | None = None
+    revision_id: str | None = None
+    role: str | None = None
+    vpc_config: VpcConfig | None = None
+
+
+class EcsClusterDetails(GuardDutyModel):
+    name: str | None = None
+    arn: str | None = None
+    status: str | None = None
+
+
+class EksClusterDetails(GuardDutyModel):
+    name: str | None = None
+    arn: str | None = None
+    vpc_id: str | None = None
+    status: str | None = None
+
+
 class Resource(GuardDutyModel):
-    """``resource``: ``resourceType`` is Instance, AccessKey, EKSCluster, RDSDBInstance, …"""
+    """``resource``: ``resourceType`` is Instance, Lambda, EKSCluster, ECSCluster, AccessKey, …"""
 
     resource_type: str | None = None
     instance_details: InstanceDetails | None = None
+    lambda_details: LambdaDetails | None = None
+    ecs_cluster_details: EcsClusterDetails | None = None
+    eks_cluster_details: EksClusterDetails | None = None
 
 
 # --- the finding and its envelope --------------------------------------------------------------

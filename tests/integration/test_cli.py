@@ -63,10 +63,10 @@ class _Runner(CliRunner):
             yield streams
 
 
-def run(*args: str, url: str | None = None, token: str | None = TOKEN) -> Result:
-    """The CLI as a user runs it; every run's output is checked for the token."""
+def run(*args: str, url: str | None = None, token: str | None = TOKEN, input: str | None = None) -> Result:
+    """The CLI as a user runs it (``input`` is what it reads on stdin); every run's output is checked for the token."""
     flags = [*(["--url", url] if url else []), *(["--token", token] if token and url else [])]
-    result = _Runner().invoke(app, [*flags, *args])
+    result = _Runner().invoke(app, [*flags, *args], input=input)
     assert TOKEN not in result.stdout + result.stderr, "the token reached the output"
     return result
 
@@ -871,3 +871,193 @@ def test_in_organization_mode_list_status_and_show_say_which_account_and_region_
     assert re.search(r"111111111111\s+eu-west-1\s+acl-0f0e0d0c0b0a09080\s+ingress\s+2\s", status.stdout)
     assert "111111111111 eu-west-1 acl-0f0e0d0c0b0a09080 ingress #10" in shown.stdout
     assert "222222222222 us-east-1: cannot assume the member role" in shown.stdout
+
+
+# -- block --from-finding ---------------------------------------------------------------------------
+
+LAMBDA_C2 = str(EVENTS / "guardduty_lambda_c2_activity.json")
+SEQUENCE = str(EVENTS / "guardduty_attack_sequence.json")
+
+
+def _fits(text: str, width: int = 80) -> None:
+    too_wide = [line for line in text.splitlines() if len(line.rstrip()) > width]
+    assert too_wide == [], too_wide
+
+
+def test_block_from_a_lambda_finding_denies_its_server_outbound_after_yes(
+    api: str, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    blocked = run("block", "--from-finding", LAMBDA_C2, "--yes", url=api)
+
+    assert blocked.exit_code == 0, blocked.stderr
+    lines = blocked.stdout.splitlines()
+    assert lines[:2] == ["finding f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2", "Backdoor:Lambda/C&CActivity.B, severity 8"]
+    assert re.search(r"^203\.0\.113\.66/32\s+egress\s+outbound connection to a malicious host", blocked.stdout, re.M)
+    assert re.search(r"^created: 203\.0\.113\.66/32 egress \(block [0-9a-f]{8}\)$", blocked.stdout, re.M)
+    _fits(blocked.stdout)
+    for nacl_id in stack.nacl_ids:
+        assert [(egress, cidr) for _, egress, cidr in stack.managed(nacl_id)] == [(True, "203.0.113.66/32")]
+    (item,) = stack.items("BLOCK#")
+    assert item["source"] == "cli:finding:f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2"
+    assert item["reason"] == "GuardDuty Backdoor:Lambda/C&CActivity.B: outbound connection to a malicious host"
+
+
+def test_block_from_an_attack_sequence_offers_every_public_endpoint_in_its_direction(
+    api: str, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    blocked = run("block", "--from-finding", SEQUENCE, "--yes", url=api)
+
+    assert blocked.exit_code == 0, blocked.stderr
+    assert "an attack sequence: the workflow never blocks one on its own" in blocked.stdout
+    assert "4 addresses to block" in blocked.stdout
+    assert re.search(r"^10\.0\.1\.25\s+10\.0\.1\.25/32 overlaps 10\.0\.0\.0/8", blocked.stdout, re.M)
+    assert re.search(r"^-\s+endpoint without an address \(guarddutyc2activityb\.com\)", blocked.stdout, re.M)
+    outcomes = [line for line in blocked.stdout.splitlines() if line.startswith("created: ")]
+    assert [line.rsplit(" (block", 1)[0] for line in outcomes] == [
+        "created: 203.0.113.50/32 ingress",
+        "created: 198.51.100.123/32 egress",
+        "created: 2001:db8:bad::5/128 egress",
+        "created: 192.0.2.60/32 both",
+    ]
+    _fits(blocked.stdout)
+    for nacl_id in stack.nacl_ids:
+        assert sorted((egress, cidr) for _, egress, cidr in stack.managed(nacl_id)) == [
+            (False, "192.0.2.60/32"),
+            (False, "203.0.113.50/32"),
+            (True, "192.0.2.60/32"),
+            (True, "198.51.100.123/32"),
+            (True, "2001:db8:bad::5/128"),
+        ]
+    assert {b["source"] for b in stack.items("BLOCK#")} == {"cli:finding:d0f2b4c6e8a0d2f4b6c8e0a2d4f6b8c0"}
+
+
+def test_block_from_a_finding_asks_first_and_a_no_sends_nothing() -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({}, seen) as url:
+        declined = run("block", "--from-finding", LAMBDA_C2, url=url, input="n\n")
+
+    assert declined.exit_code == 1
+    assert "203.0.113.66/32" in declined.stdout
+    assert "Block it? [y/N]" in declined.stderr
+    assert declined.stderr.rstrip().endswith("nothing blocked")
+    assert seen == []
+
+
+def test_block_from_a_finding_answered_yes_sends_the_findings_reason_source_and_direction() -> None:
+    seen: list[dict[str, Any]] = []
+    view = {**API_BLOCK, "ip": "203.0.113.66/32", "direction": "egress", "state": "active"}
+    with serve_canned({"POST /blocks": (202, view)}, seen) as url:
+        blocked = run("block", "--from-finding", LAMBDA_C2, "--for", "2h", "--dry-run", url=url, input="y\n")
+
+    assert blocked.exit_code == 0, blocked.stderr
+    assert [json.loads(r["body"]) for r in seen] == [
+        {
+            "ip": "203.0.113.66/32",
+            "direction": "egress",
+            "reason": "GuardDuty Backdoor:Lambda/C&CActivity.B: outbound connection to a malicious host",
+            "source": "cli:finding:f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2",
+            "duration": 7200,
+            "dry_run": True,
+        }
+    ]
+
+
+def test_a_bare_finding_on_stdin_is_read_and_needs_yes() -> None:
+    bare = json.dumps(json.loads(Path(LAMBDA_C2).read_text())["detail"])
+    seen: list[dict[str, Any]] = []
+    view = {**API_BLOCK, "ip": "203.0.113.66/32", "direction": "egress", "state": "active"}
+    with serve_canned({"POST /blocks": (202, view)}, seen) as url:
+        unasked = run("block", "--from-finding", "-", url=url, input=bare)
+        blocked = run("block", "--from-finding", "-", "--yes", "-o", "json", url=url, input=bare)
+
+    assert unasked.exit_code == 2
+    assert unasked.stderr.splitlines()[-1] == (
+        "error: the finding came on stdin, so there is no one to ask: add --yes to block without asking "
+        "(… | autoblock block --from-finding - --yes)"
+    )
+    assert blocked.exit_code == 0, blocked.stderr
+    assert json.loads(blocked.stdout) == {
+        "finding_id": "f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2",
+        "results": [{"address": "203.0.113.66/32", "direction": "egress", "block": view}],
+    }
+    assert "203.0.113.66/32" in blocked.stderr  # the plan, off the JSON
+    assert len(seen) == 1
+
+
+def test_what_aws_guardduty_get_findings_prints_is_read_too() -> None:
+    def pascal(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k[:1].upper() + k[1:]: pascal(v) for k, v in value.items()}
+        return [pascal(v) for v in value] if isinstance(value, list) else value
+
+    printed = json.dumps({"Findings": [pascal(json.loads(Path(LAMBDA_C2).read_text())["detail"])]})
+    seen: list[dict[str, Any]] = []
+    with serve_canned({"POST /blocks": (202, {**API_BLOCK, "state": "active"})}, seen) as url:
+        blocked = run("block", "--from-finding", "-", "--yes", url=url, input=printed)
+
+    assert blocked.exit_code == 0, blocked.stderr
+    assert [json.loads(r["body"])["ip"] for r in seen] == ["203.0.113.66/32"]
+
+
+def test_a_finding_with_nothing_to_block_says_why_and_sends_nothing() -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({}, seen) as url:
+        dns = run("block", "--from-finding", str(EVENTS / "guardduty_runtime_c2_activity_dns.json"), url=url)
+
+    assert dns.exit_code == 0, dns.stderr
+    assert "nothing to block" in dns.stdout
+    assert "DNS request for guarddutyc2activityb.com: the finding names a domain" in dns.stdout
+    assert seen == []
+
+
+def test_an_address_the_api_refuses_is_said_and_exits_1() -> None:
+    refusal = (422, {"error": "not_blockable", "message": "203.0.113.66/32 overlaps the allowlisted 203.0.113.0/24"})
+    with serve_canned({"POST /blocks": refusal}, []) as url:
+        refused = run("block", "--from-finding", LAMBDA_C2, "--yes", url=url)
+
+    assert refused.exit_code == 1
+    assert (
+        "refused: 203.0.113.66/32 egress: 203.0.113.66/32 overlaps the allowlisted 203.0.113.0/24 "
+        "(HTTP 422 not_blockable)"
+    ) in refused.stdout
+
+
+def test_no_answer_to_the_question_names_the_command_that_does_not_ask() -> None:
+    with serve_canned({}, []) as url:
+        unanswered = run("block", "--from-finding", LAMBDA_C2, url=url, input="")
+
+    assert unanswered.exit_code == 2
+    assert unanswered.stderr.splitlines()[-1] == (
+        f"error: no answer, nothing blocked; to block without asking: autoblock block --from-finding {LAMBDA_C2} --yes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "content", "message"),
+    [
+        (["203.0.113.7", "--from-finding", LAMBDA_C2], None, "give an address or --from-finding FILE, not both"),
+        (["--from-finding", LAMBDA_C2, "--reason", "x"], None, "the finding gives each block its reason and source"),
+        ([], None, "missing: the address to block"),
+        (["--from-finding", "-"], "{not json", "-: not JSON"),
+        (["--from-finding", "-"], '{"hello": 1}', "-: neither a GuardDuty finding event"),
+        (["--from-finding", "/nonexistent/finding.json"], None, "cannot read /nonexistent/finding.json"),
+        (["--from-finding", "-"], '{"Findings": []}', "-: 0 findings: give one"),
+        (
+            ["--from-finding", "-"],
+            json.dumps({**json.loads(Path(LAMBDA_C2).read_text()), "source": "my.app"}),
+            "not a GuardDuty finding: not a GuardDuty event (source 'my.app')",
+        ),
+    ],
+)
+def test_a_from_finding_usage_error_sends_nothing(args: list[str], content: str | None, message: str) -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({}, seen) as url:
+        refused = run("block", *args, url=url, input=content)
+
+    assert refused.exit_code == 2
+    assert message in " ".join(refused.stderr.split()).replace("│", "").replace("  ", " ")
+    assert seen == []

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 FINDINGS = sorted(p.name for p in (ROOT / "events").glob("guardduty_*.json"))
 RULE = load_template()["Resources"]["BlockStateMachine"]["Properties"]["Events"]["GuardDutyFinding"]["Properties"]
 
+SEQUENCE_REASON = (
+    "attack sequence AttackSequence:EC2/CompromisedInstanceGroup names 6 network endpoints, 4 public addresses "
+    "among them: not blocked automatically, a sequence bundles many signals; review it, then "
+    "`autoblock block --from-finding FILE`"
+)
+
 # What each finding leaves in every NACL: (rule number, egress, CIDR), or why there is nothing.
 EXPECTED: dict[str, list[tuple[int, bool, str]] | str] = {
     "guardduty_ssh_bruteforce.json": [(10, False, "203.0.113.7/32")],
@@ -41,6 +47,11 @@ EXPECTED: dict[str, list[tuple[int, bool, str]] | str] = {
         (10, False, "203.0.113.21/32"),
         (10, False, "2001:db8:feed::33/128"),
     ],
+    "guardduty_lambda_c2_activity.json": [(10, True, "203.0.113.66/32")],
+    "guardduty_lambda_tor_client.json": [(10, True, "192.0.2.45/32")],
+    "guardduty_runtime_c2_activity.json": [(10, True, "198.51.100.123/32")],
+    "guardduty_runtime_c2_activity_dns.json": "skipped",
+    "guardduty_attack_sequence.json": "attack sequence",
     "guardduty_aws_api_call.json": "skipped",
     "guardduty_kubernetes_api_call.json": "skipped",
     "guardduty_dns_request.json": "skipped",
@@ -111,6 +122,14 @@ def test_the_rule_matches_findings_and_nothing_else(
     assert bus(other) == []
     forged = {**event("guardduty_ssh_bruteforce.json"), "source": "my.app"}
     assert bus(forged) == []
+    # Without an action, only a type that starts with AttackSequence: gets in
+    no_action = event("guardduty_malformed_no_action.json")
+    lookalike = {**no_action, "detail": {**no_action["detail"], "type": "Recon:EC2/AttackSequence:Lookalike"}}
+    assert bus(lookalike) == []
+    sequence = {**no_action, "detail": {**no_action["detail"], "type": "AttackSequence:S3/CompromisedData"}}
+    assert len(bus(sequence)) == 1
+    forged_sequence = {**event("guardduty_attack_sequence.json"), "source": "my.app"}
+    assert bus(forged_sequence) == []
 
 
 @pytest.mark.parametrize(
@@ -130,8 +149,10 @@ def test_each_finding_blocks_exactly_its_attackers(
     expected = EXPECTED[name]
     if isinstance(expected, str):
         assert output["created"] == [] and output["extended"] == []
-        assert (output["outcome"] == "ignored") == (expected == "ignored")
-        assert output["reason"] == ("archived finding" if expected == "ignored" else "")
+        assert (output["outcome"] == "ignored") == (expected in ("ignored", "attack sequence"))
+        reasons = {"ignored": "archived finding", "attack sequence": SEQUENCE_REASON}
+        assert output["reason"] == reasons.get(expected, "")
+        assert (output["skipped"] != []) == (expected == "skipped")
         assert stack.items() == []
     else:
         settle(stack)
@@ -144,6 +165,46 @@ def test_each_finding_blocks_exactly_its_attackers(
         finding_id = event(name)["detail"]["id"]
         assert {b["source"] for b in blocks} == {f"guardduty:{finding_id}"}
         assert all(b["reason"].startswith(f"GuardDuty {event(name)['detail']['type']}") for b in blocks)
+
+
+def test_a_lambda_finding_leaves_an_egress_deny_of_its_command_and_control_server_in_every_nacl(
+    stack: Stack, bus: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> None:
+    # Given: a Lambda function in the VPC talking to a C&C server
+    execution = deliver(stack, bus, "guardduty_lambda_c2_activity.json")
+    assert execution is not None
+
+    # When
+    output = json.loads(stack.finished(execution)["output"])
+    settle(stack)
+
+    # Then: one egress deny per NACL, none inbound, from a block that names the finding
+    ((block,),) = [output["created"]]
+    assert (block["address"], block["direction"]) == ("203.0.113.66/32", "egress")
+    for nacl_id in stack.nacl_ids:
+        denies = [
+            e for e in stack.entries(nacl_id) if e["RuleAction"] == "deny" and e.get("CidrBlock") == "203.0.113.66/32"
+        ]
+        assert [(d["Egress"], d["RuleNumber"]) for d in denies] == [(True, 10)]
+    (item,) = stack.items("BLOCK#")
+    assert (item["state"], item["source"]) == ("active", "guardduty:f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2")
+    assert item["reason"] == (
+        "GuardDuty Backdoor:Lambda/C&CActivity.B: outbound connection to a malicious host (severity 8.0)"
+    )
+
+
+def test_an_attack_sequence_reaches_the_workflow_and_is_recorded_as_not_blocked(
+    stack: Stack, bus: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> None:
+    execution = deliver(stack, bus, "guardduty_attack_sequence.json")  # no action: only the $or lets it in
+    assert execution is not None
+
+    output = json.loads(stack.finished(execution)["output"])
+
+    assert (output["outcome"], output["reason"]) == ("ignored", SEQUENCE_REASON)
+    assert stack.path(execution) == ["Validate", "FromFinding", "FindingHandled"]
+    assert stack.items() == []
+    assert all(stack.managed(nacl_id) == [] for nacl_id in stack.nacl_ids)
 
 
 def test_a_malformed_finding_ends_cleanly_and_writes_nothing(stack: Stack) -> None:

@@ -23,6 +23,8 @@ from autoblock.logic.guardduty import (
     duration_for,
     extract,
     outbound_role,
+    parse,
+    sequence_targets,
 )
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -262,6 +264,276 @@ def test_a_guardduty_event_that_is_not_a_finding_is_ignored() -> None:
     assert result == Extraction(ignored="not a GuardDuty finding (detail-type 'GuardDuty Runtime Protection Healthy')")
 
 
+# --- Lambda Protection, Runtime Monitoring, attack sequences ------------------------------------
+
+SEQUENCE_REASON = (
+    "attack sequence AttackSequence:EC2/CompromisedInstanceGroup names 6 network endpoints, 4 public addresses "
+    "among them: not blocked automatically, a sequence bundles many signals; review it, then "
+    "`autoblock block --from-finding FILE`"
+)
+
+
+def test_a_lambda_function_talking_to_a_command_and_control_server_denies_it_outbound() -> None:
+    result = extract(event("guardduty_lambda_c2_activity.json"), POLICY)
+
+    assert result.ignored is None
+    assert result.targets == [
+        Target(
+            "203.0.113.66/32",
+            "egress",
+            "GuardDuty Backdoor:Lambda/C&CActivity.B: outbound connection to a malicious host",
+        )
+    ]
+    assert result.skipped == []
+    assert (result.resource_kind, result.account_id, result.region) == ("lambda", "123456789012", "us-east-1")
+    assert result.subnet_ids == ("subnet-0123456789abcdef0", "subnet-0fedcba9876543210")  # its vpcConfig
+
+
+def test_a_lambda_function_outside_a_vpc_using_tor_denies_the_node_outbound_and_has_no_subnets() -> None:
+    result = extract(event("guardduty_lambda_tor_client.json"), POLICY)
+
+    assert pairs(result) == [("192.0.2.45/32", "egress")]
+    assert result.targets[0].reason == (
+        "GuardDuty UnauthorizedAccess:Lambda/TorClient: outbound connection to a malicious host"
+    )
+    assert (result.resource_kind, result.subnet_ids) == ("lambda", ())
+
+
+@pytest.mark.parametrize(
+    "finding_type",
+    [
+        "Backdoor:Lambda/C&CActivity.B",
+        "CryptoCurrency:Lambda/BitcoinTool.B",
+        "Trojan:Lambda/BlackholeTraffic",
+        "Trojan:Lambda/DropPoint",
+        "UnauthorizedAccess:Lambda/MaliciousIPCaller.Custom",
+        "UnauthorizedAccess:Lambda/TorClient",
+    ],
+)
+def test_every_lambda_protection_network_type_denies_the_remote_outbound(finding_type: str) -> None:
+    finding = changed("guardduty_lambda_c2_activity.json", lambda e: e["detail"].update({"type": finding_type}))
+
+    assert pairs(extract(finding, POLICY)) == [("203.0.113.66/32", "egress")]
+
+
+def test_a_lambda_tor_relay_finding_is_left_alone_like_the_ec2_one() -> None:
+    relay = changed(
+        "guardduty_lambda_c2_activity.json",
+        lambda e: e["detail"].update({"type": "UnauthorizedAccess:Lambda/TorRelay"}),
+    )
+
+    result = extract(relay, POLICY)
+
+    assert result.targets == []
+    assert skips(result) == [
+        (
+            "203.0.113.66",
+            "outbound UnauthorizedAccess:Lambda/TorRelay: GuardDuty does not say this destination is malicious",
+        )
+    ]
+
+
+@pytest.mark.parametrize("field", ["ipAddressV4", "ipAddressV6"])
+def test_the_lambda_functions_own_address_is_never_a_target(field: str) -> None:
+    own = "203.0.113.66" if field == "ipAddressV4" else "2001:db8:feed::66"
+
+    def local_is_remote(e: dict[str, Any]) -> None:
+        connection(e)["localIpDetails"] = {field: own}
+        connection(e)["remoteIpDetails"] = {field: own}
+
+    result = extract(changed("guardduty_lambda_c2_activity.json", local_is_remote), POLICY)
+
+    assert result.targets == []
+    assert skips(result) == [(own, f"{own} is an address of the affected Lambda function orders-export; never blocked")]
+
+
+def test_runtime_command_and_control_traffic_from_an_instance_denies_the_server_outbound() -> None:
+    result = extract(event("guardduty_runtime_c2_activity.json"), POLICY)
+
+    assert result.targets == [
+        Target(
+            "198.51.100.123/32",
+            "egress",
+            "GuardDuty Backdoor:Runtime/C&CActivity.B: outbound connection to a malicious host",
+        )
+    ]
+    assert result.skipped == []
+    assert (result.resource_kind, result.subnet_ids) == ("instance", ("subnet-0123456789abcdef0",))
+    runtime = parse(event("guardduty_runtime_c2_activity.json")).service.runtime_details
+    assert runtime is not None and runtime.process is not None and runtime.process.name == "kworkerd"
+
+
+@pytest.mark.parametrize(
+    ("finding_type", "direction", "expected"),
+    [
+        ("CryptoCurrency:Runtime/BitcoinTool.B", "OUTBOUND", [("198.51.100.123/32", "egress")]),
+        ("Trojan:Runtime/DropPoint", "OUTBOUND", [("198.51.100.123/32", "egress")]),
+        ("UnauthorizedAccess:Runtime/TorClient", "OUTBOUND", [("198.51.100.123/32", "egress")]),
+        ("UnauthorizedAccess:Runtime/TorRelay", "OUTBOUND", []),
+        ("Backdoor:Runtime/C&CActivity.B", "INBOUND", [("198.51.100.123/32", "ingress")]),
+        ("Backdoor:Runtime/C&CActivity.B", "UNKNOWN", []),
+    ],
+)
+def test_runtime_findings_follow_the_ec2_direction_rules(
+    finding_type: str, direction: str, expected: list[tuple[str, str]]
+) -> None:
+    def retype(e: dict[str, Any]) -> None:
+        e["detail"]["type"] = finding_type
+        connection(e)["connectionDirection"] = direction
+
+    assert pairs(extract(changed("guardduty_runtime_c2_activity.json", retype), POLICY)) == expected
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "details", "kind"),
+    [
+        (
+            "ECSCluster",
+            {"ecsClusterDetails": {"name": "shop", "arn": "arn:aws:ecs:us-east-1:123456789012:cluster/shop"}},
+            "ecs",
+        ),
+        ("EKSCluster", {"eksClusterDetails": {"name": "prod", "vpcId": "vpc-0123456789abcdef0"}}, "eks"),
+        ("Container", {}, "container"),
+        ("S3Bucket", {}, ""),
+    ],
+)
+def test_a_runtime_finding_on_a_container_workload_denies_the_server_and_names_its_kind(
+    resource_type: str, details: dict[str, Any], kind: str
+) -> None:
+    def on_workload(e: dict[str, Any]) -> None:
+        e["detail"]["resource"] = {"resourceType": resource_type, **details}
+
+    result = extract(changed("guardduty_runtime_c2_activity.json", on_workload), POLICY)
+
+    assert pairs(result) == [("198.51.100.123/32", "egress")]
+    assert (result.resource_kind, result.subnet_ids) == (kind, ())
+
+
+def test_the_dns_variant_of_a_runtime_finding_names_a_domain_and_is_skipped() -> None:
+    result = extract(event("guardduty_runtime_c2_activity_dns.json"), POLICY)
+
+    assert result.ignored is None
+    assert result.targets == []
+    assert skips(result) == [
+        (None, "DNS request for guarddutyc2activityb.com: the finding names a domain, not an address")
+    ]
+    assert result.resource_kind == "eks"
+
+
+def test_a_runtime_connection_without_a_remote_address_is_skipped_saying_so() -> None:
+    result = extract(
+        changed("guardduty_runtime_c2_activity.json", lambda e: connection(e).pop("remoteIpDetails")), POLICY
+    )
+
+    assert result.targets == []
+    assert skips(result) == [(None, "the network connection names no remote address")]
+
+
+def test_a_runtime_finding_about_a_process_without_an_action_is_skipped_not_malformed() -> None:
+    def process_only(e: dict[str, Any]) -> None:
+        e["detail"]["type"] = "Execution:Runtime/NewBinaryExecuted"
+        del e["detail"]["service"]["action"]
+
+    result = extract(changed("guardduty_runtime_c2_activity.json", process_only), POLICY)
+
+    assert result.ignored is None and result.targets == []
+    assert skips(result) == [
+        (
+            None,
+            "Execution:Runtime/NewBinaryExecuted: a Runtime Monitoring finding about process activity names no address",
+        )
+    ]
+
+
+def test_an_attack_sequence_is_never_blocked_and_says_how_many_endpoints_and_addresses_it_names() -> None:
+    result = extract(event("guardduty_attack_sequence.json"), POLICY)
+
+    assert result.ignored == SEQUENCE_REASON
+    assert result.targets == [] and result.skipped == []
+    assert result.finding_type == "AttackSequence:EC2/CompromisedInstanceGroup"
+    assert (result.severity, result.resource_kind, result.account_id) == (9.0, "instance", "123456789012")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda e: e["detail"].update({"type": "AttackSequence:IAM/CompromisedCredentials"}),
+        lambda e: e["detail"]["service"].update({"action": {"actionType": "AWS_API_CALL", "awsApiCallAction": {}}}),
+        lambda e: e["detail"].update({"type": "Unheard:EC2/FutureCorrelation"}),  # a sequence by its shape
+    ],
+)
+def test_any_attack_sequence_is_ignored_with_or_without_an_action(change: Callable[[dict[str, Any]], object]) -> None:
+    result = extract(changed("guardduty_attack_sequence.json", change), POLICY)
+
+    assert result.ignored is not None and "names 6 network endpoints, 4 public addresses among them" in result.ignored
+    assert result.targets == []
+
+
+def test_an_attack_sequence_type_without_a_sequence_is_ignored_too() -> None:
+    bare = changed("guardduty_attack_sequence.json", lambda e: e["detail"]["service"].pop("detection"))
+
+    result = extract(bare, POLICY)
+
+    assert result.ignored is not None
+    assert result.ignored.startswith(
+        "attack sequence AttackSequence:EC2/CompromisedInstanceGroup names 0 network endpoints, 0 public addresses"
+    )
+
+
+def test_the_public_addresses_of_an_attack_sequence_follow_the_deployments_policy() -> None:
+    policy = Policy(allowlist=parse_allowlist(["198.51.100.0/24"]))
+
+    result = extract(event("guardduty_attack_sequence.json"), policy)
+
+    assert result.ignored is not None and "6 network endpoints, 3 public addresses among them" in result.ignored
+
+
+def test_the_endpoints_of_an_attack_sequence_are_offered_in_the_direction_of_their_traffic() -> None:
+    finding = parse(event("guardduty_attack_sequence.json"))
+
+    targets, skipped = sequence_targets(finding, POLICY)
+
+    assert [(t.address, t.direction) for t in targets] == [
+        ("203.0.113.50/32", "ingress"),  # INBOUND
+        ("198.51.100.123/32", "egress"),  # OUTBOUND
+        ("2001:db8:bad::5/128", "egress"),
+        ("192.0.2.60/32", "ingress"),  # no direction: both
+        ("192.0.2.60/32", "egress"),
+    ]
+    assert {t.reason for t in targets} == {
+        "GuardDuty AttackSequence:EC2/CompromisedInstanceGroup: network endpoint of the attack sequence"
+    }
+    assert [(s.address, s.reason.split(" (")[0]) for s in skipped] == [
+        ("10.0.1.25", "10.0.1.25/32 overlaps 10.0.0.0/8"),
+        (None, "endpoint without an address"),
+    ]
+    assert skipped[1].reason == "endpoint without an address (guarddutyc2activityb.com)"
+
+
+def test_the_organization_fields_of_an_ec2_finding() -> None:
+    result = extract(event("guardduty_ssh_bruteforce.json"), POLICY)
+
+    assert (result.account_id, result.region, result.resource_kind) == ("123456789012", "us-east-1", "instance")
+    assert result.subnet_ids == ("subnet-0123456789abcdef0",)
+
+
+def test_the_subnets_of_every_interface_are_named_once_in_order() -> None:
+    def two_interfaces(e: dict[str, Any]) -> None:
+        interfaces = e["detail"]["resource"]["instanceDetails"]["networkInterfaces"]
+        interfaces.append({**interfaces[0], "subnetId": "subnet-0bbbbbbbbbbbbbbbb", "privateIpAddress": "10.0.9.9"})
+        interfaces.append({**interfaces[0], "privateIpAddress": "10.0.1.99"})  # the first subnet again
+
+    result = extract(changed("guardduty_ssh_bruteforce.json", two_interfaces), POLICY)
+
+    assert result.subnet_ids == ("subnet-0123456789abcdef0", "subnet-0bbbbbbbbbbbbbbbb")
+
+
+def test_an_event_that_is_not_a_finding_has_empty_organization_fields() -> None:
+    result = extract(event("schedule_sweep.json"), POLICY)
+
+    assert (result.account_id, result.region, result.subnet_ids, result.resource_kind) == ("", "", (), "")
+
+
 # --- every fixture -------------------------------------------------------------------------------
 
 
@@ -274,6 +546,8 @@ def remote_addresses(value: object) -> Iterator[str]:
         for key, inner in value.items():
             if key == "remoteIpDetails":
                 yield from (inner[k] for k in ("ipAddressV4", "ipAddressV6") if k in inner)
+            elif key == "endpoints":  # an attack sequence's
+                yield from (e["ip"] for e in inner if "ip" in e)
             else:
                 yield from remote_addresses(inner)
     elif isinstance(value, list):

@@ -8,8 +8,30 @@ Whole events
     * ``source`` other than ``aws.guardduty`` or ``detail-type`` other than ``GuardDuty Finding``:
       ignored (EventBridge rules can be broader than the function).
     * ``service.archived`` true: ignored ("archived finding").
+    * Attack sequences (Extended Threat Detection: type ``AttackSequence:…``, e.g.
+      ``AttackSequence:EC2/CompromisedInstanceGroup``, ``AttackSequence:IAM/CompromisedCredentials``;
+      or any finding with ``service.detection.sequence``): ignored, never blocked automatically. A
+      sequence bundles many signals and up to 400 network endpoints (an ``ip``, a ``domain`` or
+      both), among them the cloud services and ordinary hosts the compromised resource talked to.
+      The reason says how many endpoints and how many blockable public addresses there are, and
+      names ``autoblock block --from-finding FILE``, with which a person reviews and blocks them.
+    * A Runtime Monitoring finding without an action (process activity such as
+      ``Execution:Runtime/NewBinaryExecuted``): skipped, it names no address.
     * A finding that does not match the documented shape (no ``service``, no ``service.action``,
       no ``actionType``, a field of the wrong type): ``MalformedFinding`` (400), naming the fields.
+
+Resources
+    The direction rules below are the same whatever the affected resource: an EC2 instance
+    (``Instance``), a Lambda function (``Lambda``, Lambda Protection: ``Backdoor:Lambda/C&CActivity.B``,
+    ``CryptoCurrency:Lambda/BitcoinTool.B``, ``Trojan:Lambda/…``,
+    ``UnauthorizedAccess:Lambda/MaliciousIPCaller.Custom``, ``UnauthorizedAccess:Lambda/TorClient``,
+    all OUTBOUND connections, so **egress**), or an instance, EKS or ECS workload watched by Runtime
+    Monitoring (``Backdoor:Runtime/C&CActivity.B``, ``CryptoCurrency:Runtime/BitcoinTool.B``,
+    ``Trojan:Runtime/…``, ``UnauthorizedAccess:Runtime/TorClient``). A Runtime finding's ``!DNS``
+    variant (``Backdoor:Runtime/C&CActivity.B!DNS``) is a DNS_REQUEST: it names a domain and is
+    skipped like the EC2 one. The NACLs autoblock manages see a Lambda function's own traffic only
+    when it runs in a VPC (``lambdaDetails.vpcConfig``) whose subnets they guard; for a function
+    outside any VPC the deny still keeps the VPC's resources away from that host.
 
 Actions (``service.action.actionType``)
     * NETWORK_CONNECTION, ``connectionDirection`` INBOUND: the remote connected to us, it is the
@@ -48,8 +70,10 @@ Actions (``service.action.actionType``)
 
 Addresses
     * Both ``ipAddressV4`` and ``ipAddressV6`` are used when present.
-    * An address of the affected instance (any of its network interfaces' private, secondary
-      private, public or IPv6 addresses) is never a target, whichever field it appears in.
+    * An address of the affected resource is never a target, whichever field it appears in: any
+      of an instance's network interfaces' private, secondary private, public or IPv6 addresses,
+      and our end of the activity (``localIpDetails``), which is where a Lambda function's or a
+      container's own address appears.
     * Every other address goes through ``addresses.blockable`` with the deployment's policy, the
       same gate as the API; a never-blockable or malformed address is skipped with its message.
 """
@@ -65,7 +89,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from autoblock.errors import AutoblockError, InvalidAddress, PolicyViolation
-from autoblock.findings import Action, Finding, FindingEvent, RemoteIpDetails, Resource
+from autoblock.findings import Action, Finding, FindingEvent, LocalIpDetails, RemoteIpDetails, Resource
 from autoblock.logic.addresses import Policy, blockable
 
 type TargetDirection = Literal["ingress", "egress"]
@@ -92,6 +116,17 @@ MALICIOUS_DESTINATION_PURPOSES = frozenset({"Backdoor", "CryptoCurrency", "Troja
 MALICIOUS_DESTINATION_FAMILIES = frozenset(
     {"MaliciousIPCaller", "TorClient", "MaliciousDomainRequest", "BitcoinDomainRequest"}
 )
+
+# ``resource.resourceType`` → ``Extraction.resource_kind``; any other type gives "".
+RESOURCE_KINDS = {
+    "Instance": "instance",
+    "Lambda": "lambda",
+    "ECSCluster": "ecs",
+    "EKSCluster": "eks",
+    "Container": "container",
+}
+ATTACK_SEQUENCE_PREFIX = "AttackSequence:"
+CLI_HINT = "autoblock block --from-finding FILE"
 
 # GuardDuty's severity bands (value ranges from the user guide); Critical counts as High here.
 MEDIUM_FROM = 4.0
@@ -130,6 +165,10 @@ class Extraction:
 
     The finding fields are empty for an event that is not a GuardDuty finding at all. ``count`` is
     ``service.count``, or 1 when GuardDuty leaves it out (the finding exists, so it happened once).
+    ``account_id`` and ``region`` are the finding's own (``detail.accountId``, ``detail.region``);
+    ``subnet_ids`` are the affected resource's subnets (its network interfaces', or a Lambda
+    function's ``vpcConfig``), empty when the finding names none; ``resource_kind`` is one of
+    ``RESOURCE_KINDS``' values, or "".
     """
 
     finding_id: str = ""
@@ -137,13 +176,13 @@ class Extraction:
     severity: float = 0.0
     updated_at: str = ""
     count: int = 0
-    targets: list[Target] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
-    ignored: str | None = None
     account_id: str = ""
     region: str = ""
     subnet_ids: tuple[str, ...] = ()
     resource_kind: str = ""
+    targets: list[Target] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    ignored: str | None = None
 
 
 def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
@@ -155,11 +194,9 @@ def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
         return Extraction(ignored=f"not a GuardDuty event (source {_shown(source)!r})")
     if detail_type != DETAIL_TYPE:
         return Extraction(ignored=f"not a GuardDuty finding (detail-type {_shown(detail_type)!r})")
-    try:
-        finding = FindingEvent.model_validate(event).detail
-    except ValidationError as exc:
-        raise _malformed(exc) from None
+    finding = parse(event)
 
+    resource = finding.resource
     known = Extraction(
         finding_id=finding.id,
         finding_type=finding.type,
@@ -168,15 +205,32 @@ def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
         count=finding.service.count if finding.service.count is not None else 1,
         account_id=finding.account_id,
         region=finding.region,
+        subnet_ids=_subnet_ids(resource),
+        resource_kind=RESOURCE_KINDS.get(resource.resource_type or "", ""),
     )
     if finding.service.archived:
         return replace(known, ignored="archived finding")
+    if is_attack_sequence(finding):
+        sequence = finding.service.detection.sequence if finding.service.detection else None
+        endpoints = len(sequence.endpoints) if sequence else 0
+        public = len({t.address for t in sequence_targets(finding, policy)[0]})
+        return replace(
+            known,
+            ignored=(
+                f"attack sequence {_shown(finding.type)} names {_plural(endpoints, 'network endpoint')}, "
+                f"{_plural(public, 'public address', 'public addresses')} among them: not blocked automatically, "
+                f"a sequence bundles many signals; review it, then `{CLI_HINT}`"
+            ),
+        )
     action = finding.service.action
+    if action is None and _is_runtime(finding):
+        why = f"{_shown(finding.type)}: a Runtime Monitoring finding about process activity names no address"
+        return replace(known, skipped=[Skip(None, why)])
     if action is None:
         raise MalformedFinding(f"malformed GuardDuty finding {_shown(finding.id)}: detail.service.action is missing")
 
     wanted, skipped = _plan(finding, action)
-    own = _OwnAddresses(finding.resource)
+    own = _OwnAddresses(finding.resource, action)
     targets: dict[tuple[str, TargetDirection], Target] = {}
     for text, direction, reason in wanted:
         if own.contains(text):
@@ -189,6 +243,49 @@ def extract(event: Mapping[str, Any], policy: Policy) -> Extraction:
             continue
         targets.setdefault((network.compressed, direction), Target(network.compressed, direction, reason))
     return replace(known, targets=list(targets.values()), skipped=list(dict.fromkeys(skipped)))
+
+
+def parse(event: Mapping[str, Any]) -> Finding:
+    """The finding of an EventBridge "GuardDuty Finding" event; raise MalformedFinding."""
+    try:
+        return FindingEvent.model_validate(event).detail
+    except ValidationError as exc:
+        raise _malformed(exc) from None
+
+
+def is_attack_sequence(finding: Finding) -> bool:
+    """An Extended Threat Detection attack sequence (``AttackSequence:…``, or a finding with a sequence)."""
+    detection = finding.service.detection
+    return finding.type.startswith(ATTACK_SEQUENCE_PREFIX) or (detection is not None and detection.sequence is not None)
+
+
+def sequence_targets(finding: Finding, policy: Policy) -> tuple[list[Target], list[Skip]]:
+    """Every address of an attack sequence's endpoints that passes ``blockable``, and the endpoints left
+    alone (a never-blockable address, or a domain without an address). Never acted on automatically:
+    this is what ``autoblock block --from-finding`` offers a person. An endpoint's ``connection.direction``
+    gives the direction (INBOUND: ingress, OUTBOUND: egress); without one, both."""
+    detection = finding.service.detection
+    endpoints = detection.sequence.endpoints if detection and detection.sequence else []
+    reason = f"GuardDuty {finding.type}: network endpoint of the attack sequence"
+    targets: dict[tuple[str, TargetDirection], Target] = {}
+    skipped: list[Skip] = []
+    for endpoint in endpoints:
+        if not endpoint.ip:
+            domain = _shown(endpoint.domain, 253) if endpoint.domain else "nor a domain"
+            skipped.append(Skip(None, f"endpoint without an address ({domain})"))
+            continue
+        try:
+            address = blockable(endpoint.ip, policy).compressed
+        except (InvalidAddress, PolicyViolation) as exc:
+            skipped.append(Skip(endpoint.ip, str(exc)))
+            continue
+        way = endpoint.connection.direction if endpoint.connection else None
+        directions: tuple[TargetDirection, ...] = (
+            ("ingress",) if way == "INBOUND" else ("egress",) if way == "OUTBOUND" else ("ingress", "egress")
+        )
+        for direction in directions:
+            targets.setdefault((address, direction), Target(address, direction, reason))
+    return list(targets.values()), list(dict.fromkeys(skipped))
 
 
 def duration_for(severity: float, low: int, medium: int, high: int) -> int:
@@ -309,13 +406,23 @@ def _remotes(details: Iterable[RemoteIpDetails | None]) -> list[str]:
 
 
 class _OwnAddresses:
-    """The affected instance's addresses, compared as addresses (so ``2001:DB8::1`` matches)."""
+    """The affected resource's addresses, compared as addresses (so ``2001:DB8::1`` matches): an
+    instance's network interfaces, and our end of the activity (``localIpDetails``), which is the
+    only place a Lambda function's or a container's address appears."""
 
-    def __init__(self, resource: Resource) -> None:
-        instance = resource.instance_details
+    def __init__(self, resource: Resource, action: Action) -> None:
+        instance, function = resource.instance_details, resource.lambda_details
         interfaces = instance.network_interfaces if instance else []
-        self.name = f"instance {_shown(instance.instance_id)}" if instance and instance.instance_id else "resource"
-        self.raw = {a for i in interfaces for a in i.addresses()}
+        if instance and instance.instance_id:
+            self.name = f"instance {_shown(instance.instance_id)}"
+        elif function and function.function_name:
+            self.name = f"Lambda function {_shown(function.function_name)}"
+        else:
+            self.name = "resource"
+        local = [action.network_connection_action.local_ip_details] if action.network_connection_action else []
+        if action.port_probe_action:
+            local += [d.local_ip_details for d in action.port_probe_action.port_probe_details]
+        self.raw = {a for i in interfaces for a in i.addresses()} | set(_locals(local))
         self.parsed = {p for a in self.raw if (p := _parsed(a)) is not None}
 
     def contains(self, text: str) -> bool:
@@ -326,6 +433,28 @@ class _OwnAddresses:
             return False
         mapped = parsed.ipv4_mapped if isinstance(parsed, IPv6Address) else None
         return parsed in self.parsed or (mapped is not None and mapped in self.parsed)
+
+
+def _locals(details: Iterable[LocalIpDetails | None]) -> list[str]:
+    return [a for d in details if d is not None for a in (d.ip_address_v4, d.ip_address_v6) if a]
+
+
+def _subnet_ids(resource: Resource) -> tuple[str, ...]:
+    """The affected resource's subnets, each once, in the finding's order."""
+    instance, function = resource.instance_details, resource.lambda_details
+    found = [i.subnet_id for i in instance.network_interfaces if i.subnet_id] if instance else []
+    if function and function.vpc_config:
+        found += function.vpc_config.subnet_ids
+    return tuple(dict.fromkeys(found))
+
+
+def _is_runtime(finding: Finding) -> bool:
+    service = finding.service
+    return service.runtime_details is not None or service.feature_name == "RuntimeMonitoring"
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _parsed(text: str) -> IPv4Address | IPv6Address | None:
