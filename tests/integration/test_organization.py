@@ -38,9 +38,16 @@ def sweep() -> dict[str, Any]:
     return sweeper.lambda_handler(event("schedule_sweep.json"), FakeLambdaContext(function_name="SweeperFunction"))
 
 
-def run_finding(org: Stack, account: str, region: str, name: str = "guardduty_ssh_bruteforce.json") -> dict[str, Any]:
-    """A member's finding as the administrator's bus hands it to the workflow; the execution's output."""
+def run_finding(
+    org: Stack, account: str, region: str, name: str = "guardduty_ssh_bruteforce.json", subnets: list[str] | None = None
+) -> dict[str, Any]:
+    """A member's finding as the administrator's bus hands it to the workflow; the execution's output.
+    ``subnets``: the affected instance's network interfaces are in these subnets."""
     finding = copy.deepcopy(event(name))
+    if subnets is not None:
+        (interface,) = finding["detail"]["resource"]["instanceDetails"]["networkInterfaces"]
+        interfaces = [{**interface, "subnetId": subnet} for subnet in subnets]
+        finding["detail"]["resource"]["instanceDetails"]["networkInterfaces"] = interfaces
     finding["detail"]["accountId"] = account
     finding["detail"]["region"] = finding["region"] = region
     finding["account"] = account
@@ -174,3 +181,27 @@ def test_status_shows_each_account_and_regions_slots(org: Stack) -> None:
         (m.account, r, m.nacls[r]) for m in org.members for r in MEMBER_REGIONS
     ]
     assert places == sorted(expected)
+
+
+def test_nacl_from_finding_blocks_in_the_instances_tagged_subnet_nacls_and_records_the_untagged_skip(
+    deploy: Callable[..., Stack],
+) -> None:
+    # Given NaclFromFinding, and an instance of member A with interfaces in a subnet whose NACL is
+    # tagged autoblock:managed=true and one whose NACL is not
+    org = deploy(members=2, NaclFromFinding="true")
+    a = org.members[0]
+    subnets = [a.workload_subnets[OTHER], a.untagged_subnets[OTHER]]
+
+    # When its finding arrives
+    output = run_finding(org, a.account, OTHER, subnets=subnets)
+
+    # Then the block is in A's configured NACL and the tagged one; the untagged NACL is never written
+    (created,) = output["created"]
+    assert settled(created["block_id"])["state"] == "active"
+    workload, untagged = a.ref(OTHER, a.workload_nacls[OTHER]), a.ref(OTHER, a.untagged_nacls[OTHER])
+    assert [n for n, _, c in org.managed(workload) if c == CIDR] == [10]
+    assert [n for n, _, c in org.managed(untagged) if c == CIDR] == []
+    assert denied(org) == {ref: [(10, False)] if ref == a.ref(OTHER) else [] for ref in everywhere(org)}
+    assert output["nacls_skipped"] == [
+        {"nacl": untagged, "reason": "not tagged autoblock:managed=true; autoblock never writes an untagged NACL"}
+    ]
