@@ -197,6 +197,8 @@ def test_status_counts_rule_numbers_per_nacl_and_direction(deploy: Callable[...,
         {
             "nacl_id": nacl,
             "direction": direction,
+            "account": "123456789012",
+            "region": "us-east-1",
             "used": used,
             "foreign": foreign,
             "free": 5 - used - foreign,
