@@ -400,3 +400,18 @@ def test_region_forwarder_yaml_sends_another_region_s_findings_to_the_home_regio
         "GuardDuty Finding",
         finding["detail"],
     )
+
+
+def test_nacl_from_finding_lets_the_functions_write_only_tagged_nacls_of_their_own_account() -> None:
+    statements = TEMPLATE["Resources"]["NaclWritePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (tagged,) = [s["Fn::If"] for s in statements if s.get("Fn::If", [None])[0] == "NaclFromFindingOn"]
+    assert tagged[1:] == [
+        {
+            "Effect": "Allow",
+            "Action": ["ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:network-acl/*"},
+            "Condition": {"StringEquals": {"aws:ResourceTag/autoblock:managed": "true"}},
+        },
+        {"Ref": "AWS::NoValue"},
+    ]
+    assert TEMPLATE["Conditions"]["NaclFromFindingOn"] == {"Fn::Equals": [{"Ref": "NaclFromFinding"}, "true"]}
