@@ -140,9 +140,10 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def parameter_values(template: Mapping[str, Any], given: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Defaults, overridden by ``given``; NetworkAclIds (no default) is one NACL unless given."""
+    """Defaults, overridden by ``given``; NetworkAclIds (empty by default) is one NACL unless given."""
     values = {name: str(p["Default"]) for name, p in template.get("Parameters", {}).items() if "Default" in p}
-    values.setdefault("NetworkAclIds", "acl-0123456789abcdef0")
+    if not values.get("NetworkAclIds"):
+        values["NetworkAclIds"] = "acl-0123456789abcdef0"
     values.update(given or {})
     return values
 

@@ -14,14 +14,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from rich.cells import cell_len
 
-from tests.e2e.conftest import ROOT, LocalStack, banner, start_local_stack, stop_local_stack, wait_for
+from tests.e2e.conftest import ROOT, LocalStack, banner, free_port, start_local_stack, stop_local_stack, wait_for
 from tests.e2e.elastalert import uv_command
 
 pytestmark = pytest.mark.e2e
@@ -208,3 +210,92 @@ def test_a_second_stack_leaves_the_first_alone_and_its_handlers_log_to_its_file_
     messages = [json.loads(line).get("message") for line in log.splitlines()]
     assert {"block registered", "request refused", "dry run recorded", "block released"} <= set(messages)
     assert '"_aws"' not in log  # POWERTOOLS_METRICS_DISABLED: no EMF documents
+
+
+def readme_organization_blocks() -> list[str]:
+    """The ```bash blocks of README's "Organization mode" section, in order, as written."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Organization mode", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    """Emulated AWS over HTTP in its own process (moto's server), as AWS's CLI reaches AWS."""
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - moto's own server
+        [sys.executable, "-m", "moto.server", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(endpoint), 30, "moto's server")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1").get_caller_identity()
+    except Exception:  # noqa: BLE001 - not listening yet
+        return False
+    return True
+
+
+def test_readme_s_organization_mode_commands_run_as_written(moto_server: str, home: Path, tools: Path) -> None:
+    # Given an organization with a member account, GuardDuty's delegated administrator
+    management = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    organizations = management.client("organizations", endpoint_url=moto_server)
+    org_id = organizations.create_organization(FeatureSet="ALL")["Organization"]["Id"]
+    admin = organizations.create_account(Email="security@example.com", AccountName="security")
+    admin_account = admin["CreateAccountStatus"]["AccountId"]
+    organizations.register_delegated_administrator(AccountId=admin_account, ServicePrincipal="guardduty.amazonaws.com")
+    # moto keeps this account outside the organization (its describe-organization fails)
+    member = management.client("sts", endpoint_url=moto_server).assume_role(
+        RoleArn="arn:aws:iam::444455556666:role/OrganizationAccountAccessRole", RoleSessionName="readme"
+    )["Credentials"]
+    as_management = f"export AWS_ENDPOINT_URL={moto_server} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+    as_member = (
+        f"export AWS_ENDPOINT_URL={moto_server} AWS_ACCESS_KEY_ID={member['AccessKeyId']} "
+        f"AWS_SECRET_ACCESS_KEY={member['SecretAccessKey']} AWS_SESSION_TOKEN={member['SessionToken']}"
+    )
+    tag, stack_set, single_account, forwarders, per_region = readme_organization_blocks()
+    assert "sam deploy" in per_region  # a real deployment: not run here
+
+    def run(credentials: str, block: str) -> None:
+        done = shell(f"{credentials} AWS_DEFAULT_REGION=us-east-1\n{block}", home, tools)
+        assert done.returncode == 0, block + done.stdout + done.stderr
+
+    # When each block runs, in the account the README says
+    run(as_member, tag)
+    run(as_management, stack_set)
+    run(as_member, single_account)
+    # The forwarders' loop deploys a stack in every Region (about 30, 10 s each on moto): only parsed
+    # here; its deploy command is the single-account one's, with region-forwarder.yaml's parameter.
+    checked = shell(f"bash -n <<'EOF'\n{forwarders}EOF", home, tools)
+    assert checked.returncode == 0, checked.stderr
+    assert "--parameter-overrides HomeRegion=" in forwarders
+
+    # Then the stack set trusts the delegated administrator, within the organization
+    cloudformation = management.client("cloudformation", endpoint_url=moto_server)
+    described = cloudformation.describe_stack_set(StackSetName="autoblock-member")["StackSet"]
+    assert described["PermissionModel"] == "SERVICE_MANAGED"
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == {
+        "AdministratorAccountId": admin_account,
+        "AdministratorStackName": "autoblock",
+        "OrganizationId": org_id,
+    }
+    # the member's own stack made the role in the member account
+    member_iam = boto3.Session(
+        aws_access_key_id=member["AccessKeyId"],
+        aws_secret_access_key=member["SecretAccessKey"],
+        aws_session_token=member["SessionToken"],
+        region_name="us-east-1",
+    ).client("iam", endpoint_url=moto_server)
+    trust: Any = member_iam.get_role(RoleName="autoblock-member")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
+    arn_like = trust["Statement"][0]["Condition"]["ArnLike"]
+    assert arn_like == {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/autoblock-*FunctionRole-*"}

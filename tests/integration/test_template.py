@@ -76,7 +76,11 @@ def test_every_event_fixture_is_used_by_a_test() -> None:
 
 
 def test_the_ec2_write_policy_names_exactly_the_configured_nacls() -> None:
-    statement = RESOURCES["NaclWritePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    condition, statement, otherwise = RESOURCES["NaclWritePolicy"]["Properties"]["PolicyDocument"]["Statement"][0][
+        "Fn::If"
+    ]
+    # No NACL of its own (organization mode only): no write statement at all
+    assert (condition, otherwise) == ("HasOwnNacls", {"Ref": "AWS::NoValue"})
     assert statement["Action"] == ["ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"]
     split = statement["Resource"]["Fn::Split"]
     arns = resolve(split[1], {"NetworkAclIds": ["acl-0123456789abcdef0", "acl-0fedcba9876543210"]}).split(split[0])
