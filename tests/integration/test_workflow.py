@@ -206,7 +206,13 @@ def test_a_full_nacl(deploy: Callable[..., Stack], when_full: str) -> None:
         assert third["rules"] == []  # the range was full: its workflow evicts to make room
         third = settled(third["id"])
         assert third["rules"] == [
-            {"nacl_id": nacl, "direction": "ingress", "rule_number": 10, "account": "123456789012", "region": "us-east-1"}
+            {
+                "nacl_id": nacl,
+                "direction": "ingress",
+                "rule_number": 10,
+                "account": "123456789012",
+                "region": "us-east-1",
+            }
         ]
         assert third["evicted"] == [{"id": soon["id"], "ip": "203.0.113.1/32"}]  # who made room, by name
         path = stack.path(stack.execution_arn(third["id"]))
