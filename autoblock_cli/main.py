@@ -371,9 +371,12 @@ def _outcome(block: dict[str, Any], created: bool) -> Outcome:
         return Outcome(f"extended the live block: {ip}")
     if state == "active":
         evicted = [f"{e.get('ip')} (block {render.short_id(str(e.get('id', '')))})" for e in block.get("evicted") or []]
+        # Organization mode: accounts and Regions it could not be applied in (the others are blocked).
+        missing = [f"{f.get('account')} {f.get('region')}" for f in block.get("failures") or []]
+        note = f"warning: not blocked in {', '.join(missing)} (see 'not blocked in')" if missing else None
         if evicted:
-            return Outcome(f"created: {ip}, evicting {', '.join(evicted)} to make room")
-        return Outcome(f"created: {ip}")
+            return Outcome(f"created: {ip}, evicting {', '.join(evicted)} to make room", note)
+        return Outcome(f"created: {ip}", note)
     return Outcome(f"{state}: {ip}")
 
 
