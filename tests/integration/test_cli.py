@@ -1061,3 +1061,14 @@ def test_a_from_finding_usage_error_sends_nothing(args: list[str], content: str 
     assert refused.exit_code == 2
     assert message in " ".join(refused.stderr.split()).replace("│", "").replace("  ", " ")
     assert seen == []
+
+
+def test_block_in_organization_mode_sends_accounts_and_regions_and_warns_where_it_could_not_block() -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_canned({"POST /blocks": (202, ORG_BLOCK)}, seen) as url:
+        done = run("block", "203.0.113.8", "--account", "111111111111", "--region", "eu-west-1", url=url)
+
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(seen[0]["body"]) == {"ip": "203.0.113.8", "accounts": ["111111111111"], "regions": ["eu-west-1"]}
+    assert "warning: not blocked in 222222222222 us-east-1" in done.stderr
+    assert "222222222222 us-east-1: cannot assume the member role" in done.stdout
