@@ -434,7 +434,9 @@ def _local_stack(
 def _condition(node: Any, refs: dict[str, Any]) -> bool:
     ((fn, arg),) = node.items()
     if fn == "Fn::Equals":
-        left, right = (str(refs[v["Ref"]]) if isinstance(v, dict) else str(v) for v in arg)
+        from autoblock_local.emulator import resolve
+
+        left, right = (str(resolve(v, refs)) for v in arg)
         return left == right
     if fn == "Fn::Not":
         return not _condition(arg[0], refs)

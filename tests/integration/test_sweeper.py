@@ -102,7 +102,7 @@ def test_a_stopped_execution_s_block_is_released_by_the_sweeper(swept: Stack, mo
     # expire, by its own execution, before a loaded machine gets to stop it)
     created = block("203.0.113.31", duration=600)
     execution = swept.execution_arn(created["id"])
-    wait_until(lambda: swept.path(execution)[-1] == "WaitUntilExpiry", 30, "the Wait")
+    wait_until(lambda: (swept.path(execution) or [""])[-1] == "WaitUntilExpiry", 30, "the Wait")
     swept.sfn.stop_execution(executionArn=execution)
     assert swept.finished(execution)["status"] == "ABORTED"
     assert swept.path(execution)[-1] == "WaitUntilExpiry"
@@ -209,7 +209,7 @@ def test_a_pending_block_with_a_running_execution_is_left_alone(swept: Stack, fa
     assert sweep()["repairs"] == {}
     # The execution applies the block after its retries, undisturbed, and waits for the expiry
     execution = swept.execution_arn(registered.id)
-    wait_until(lambda: swept.path(execution)[-1] == "WaitUntilExpiry", 60, "the block applied")
+    wait_until(lambda: (swept.path(execution) or [""])[-1] == "WaitUntilExpiry", 60, "the block applied")
     assert swept.block(registered.id)["state"] == "active"
     assert all(swept.managed(n) == [(10, False, "203.0.113.37/32")] for n in swept.nacl_ids)
 
