@@ -463,8 +463,8 @@ class Recorder:
 
     refs: Callable[[], Mapping[str, Any] | None]  # the deployed stack's refs, None when nothing is deployed
     tags: Callable[[str, str, str], Mapping[str, str]] = lambda *_: {}
-    roles: Mapping[str, Role] = field(default_factory=roles)
-    principals: Mapping[str, str] = field(default_factory=principals)
+    roles: Callable[[], Mapping[str, Role]] = roles  # read when the first attributed call is made
+    principals: Callable[[], Mapping[str, str]] = principals
     test: str | None = None  # the test running now (set by the pytest plugin)
     used: dict[str, str] = field(default_factory=dict)  # statement key → first test that used it
     used_actions: dict[str, set[str]] = field(default_factory=dict)  # statement key → actions used through it
@@ -514,7 +514,7 @@ class Recorder:
         """(role, account, statements) of the principal, resolved against the deployed stack."""
         if acting.startswith("arn:"):  # an assumed role: the member role of its account
             account = acting.split(":")[4]
-            member = self.roles.get(MEMBER_ROLE)
+            member = self.roles().get(MEMBER_ROLE)
             if member is None:
                 raise KeyError(f"no policy known for the assumed role {acting} (member-role.yaml is absent)")
             pseudo = {"AWS::AccountId": account, "AWS::Partition": "aws", "AWS::Region": region}
@@ -522,7 +522,7 @@ class Recorder:
         refs = self.refs()
         if refs is None:
             return None  # a handler called with no stack deployed: nothing to evaluate against
-        role = self.principals.get(acting)
+        role = self.principals().get(acting)
         if role is None:
             raise KeyError(f"{acting} has no role in the template")
         with self._lock:
@@ -530,7 +530,7 @@ class Recorder:
                 self._resolved = (refs, {})
             cached = self._resolved[1]
             if role not in cached:
-                cached[role] = statements(self.roles[role], refs)
+                cached[role] = statements(self.roles()[role], refs)
             return role, ACCOUNT, cached[role]
 
     def _violate(self, message: str) -> None:
