@@ -114,16 +114,23 @@ def _findings() -> dict[str, Any]:
         "actions": {k: sorted(v) for k, v in RECORDER.used_actions.items()},
         "violations": [v.message for v in RECORDER.violations],  # made between tests: no test to fail
         "evaluated": RECORDER.evaluated,
+        "deselected": len(_DESELECTED),
     }
 
 
-def complete_run(config: pytest.Config) -> bool:
-    """The whole suite ran: no paths narrower than tests/, no keyword, marker or deselection."""
-    option = config.option
-    if option.keyword or option.markexpr or getattr(option, "deselect", None) or getattr(option, "lf", False):
-        return False
+_DESELECTED: list[str] = []  # deselected tests that could have made calls (-k, -m, --deselect, --lf)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    # The e2e tier runs the stack in a child process, whose calls no recorder here sees.
+    _DESELECTED.extend(item.nodeid for item in items if item.get_closest_marker("e2e") is None)
+
+
+def complete_run(config: pytest.Config, deselected: int) -> bool:
+    """The whole suite ran: no path narrower than tests/, no test deselected but e2e ones."""
     roots = {emulator.ROOT, emulator.ROOT / "tests"}
-    return all((config.invocation_params.dir / a.split("::")[0]).resolve() in roots for a in config.args)
+    paths = all((config.invocation_params.dir / a.split("::")[0]).resolve() in roots for a in config.args)
+    return paths and not deselected
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -145,7 +152,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     evaluated = sum(f["evaluated"] for f in merged)
     if not evaluated:
         return  # nothing was attributed (the unit tier alone): no report
-    report = Report(used, actions, violations, evaluated, complete_run(session.config))
+    deselected = sum(f["deselected"] for f in merged)
+    report = Report(used, actions, violations, evaluated, complete_run(session.config, deselected))
     REPORT.write_text(report.markdown())
     session.config.stash[_SUMMARY] = report.summary()
     if report.failures():
