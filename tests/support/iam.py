@@ -450,6 +450,15 @@ def handler_on_stack(frames: Mapping[tuple[str, str], str]) -> str | None:
 _OWN = str(Path(__file__).with_name("iam"))  # this module and its plugin: the recorder's own frames
 
 
+BETWEEN_TESTS = "(between tests)"
+
+
+def first(test: str) -> tuple[bool, str]:
+    """The order of "first test that used it": by name (so the report is the same with any -n), a
+    call made between tests last."""
+    return (test == BETWEEN_TESTS, test)
+
+
 @dataclass
 class Violation:
     test: str | None
@@ -466,7 +475,7 @@ class Recorder:
     roles: Callable[[], Mapping[str, Role]] = roles  # read when the first attributed call is made
     principals: Callable[[], Mapping[str, str]] = principals
     test: str | None = None  # the test running now (set by the pytest plugin)
-    used: dict[str, str] = field(default_factory=dict)  # statement key → first test that used it
+    used: dict[str, str] = field(default_factory=dict)  # statement key → first test (by name) that used it
     used_actions: dict[str, set[str]] = field(default_factory=dict)  # statement key → actions used through it
     violations: list[Violation] = field(default_factory=list)
     evaluated: int = 0
@@ -497,7 +506,8 @@ class Recorder:
             with self._lock:
                 self.evaluated += 1
                 for statement in decision.allowing:
-                    self.used.setdefault(statement.key, self.test or "(between tests)")
+                    test = self.test or BETWEEN_TESTS
+                    self.used[statement.key] = min(self.used.get(statement.key, test), test, key=first)
                     self.used_actions.setdefault(statement.key, set()).add(request.action)
             if not decision.allowed:
                 self._violate(refusal(call, acting, role, request, decision))

@@ -27,7 +27,6 @@ from tests.support import iam
 
 REPORT = emulator.ROOT / ".pytest-iam-report.md"
 FOLDER = "AUTOBLOCK_IAM_FINDINGS"
-BETWEEN = "(between tests)"
 
 
 def _deployed_refs() -> Mapping[str, Any] | None:
@@ -145,7 +144,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     actions: dict[str, set[str]] = {}
     for findings in merged:
         for key, test in findings["used"].items():
-            used[key] = min(used.get(key, test), test, key=lambda t: (t == BETWEEN, t))
+            used[key] = min(used.get(key, test), test, key=iam.first)
         for key, names in findings["actions"].items():
             actions.setdefault(key, set()).update(names)
     violations = [v for f in merged for v in f["violations"]]
@@ -232,7 +231,7 @@ class Report:
             f"{self.evaluated} IAM requests evaluated, "
             + ("the whole suite." if self.complete else "a partial run (unused statements are not enforced)."),
             "",
-            "| Role | Policy | # | Sid | Actions | First test that used it |",
+            "| Role | Policy | # | Sid | Actions | First test (by name) that used it |",
             "|---|---|---|---|---|---|",
         ]
         for s in self.statements:

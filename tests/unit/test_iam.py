@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.support import iam
+from tests.support.iam_plugin import Report
 
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/blocks"
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:autoblock-block"
@@ -233,3 +234,16 @@ def test_the_templates_own_policies_resolve_against_the_stack() -> None:
     ).allowed
     assert iam.evaluate(api, "dynamodb:Query", f"{TABLE}/index/live", {}).allowed
     assert not iam.evaluate(api, "states:StopExecution", execution.replace("autoblock-block", "other"), {}).allowed
+
+
+def test_a_whole_run_fails_on_an_unused_statement_unless_its_sid_is_justified() -> None:
+    # Given: every statement of the template's roles used, but one (and the justified LogDelivery)
+    every = {s.key: "t" for s in iam.catalog() if s.sid != "LogDelivery"}
+    dropped = "TaskFunctionRole/TaskFunctionRolePolicy2/0"
+    used = {k: v for k, v in every.items() if k != dropped}
+
+    # Then: the unjustified one fails a complete run, and only it; a partial run enforces nothing
+    (failure,) = Report(used, {}, [], 1, complete=True).failures()
+    assert failure.startswith("unused and not justified: TaskFunctionRole ← TaskFunctionRolePolicy2 #0")
+    assert Report(used, {}, [], 1, complete=False).failures() == []
+    assert Report(every, {}, [], 1, complete=True).failures() == []
