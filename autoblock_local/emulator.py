@@ -502,10 +502,10 @@ def deploy_stack(
     table_props = dict(resources["BlocksTable"]["Properties"])
     table_name = "autoblock-blocks"
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
+    table_arn = ddb.create_table(
         TableName=table_name,
         **{k: table_props[k] for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},
-    )
+    )["TableDescription"]["TableArn"]
     secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name="autoblock-token", SecretString=token
     )["ARN"]
@@ -516,6 +516,7 @@ def deploy_stack(
         "AWS::Region": REGION,
         "AWS::AccountId": ACCOUNT,
         "BlocksTable": table_name,
+        "BlocksTable.Arn": table_arn,
         "ApiTokenSecret": secret_arn,
         "AWS::Partition": "aws",
         "Condition:GenerateToken": True,

@@ -214,6 +214,7 @@ def test_the_templates_own_policies_resolve_against_the_stack() -> None:
         "AWS::AccountId": "123456789012",
         "AWS::StackName": "autoblock",
         "BlocksTable": "blocks",
+        "BlocksTable.Arn": TABLE,
         "ApiTokenSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:token-AbCdEf",
         "ExistingTokenSecretArn": "",
         "Condition:GenerateToken": True,
