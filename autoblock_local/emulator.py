@@ -28,6 +28,11 @@ moto internals are touched here and nowhere else:
   member whose role was deleted behaves as it would on AWS. The emulator itself sets members up
   through ``OrganizationAccountAccessRole`` (the role AWS Organizations creates in each account it
   creates), which is let through unchecked.
+* Who makes a call, for the tests' IAM evaluation (tests/support/iam.py): moto's Step Functions
+  interpreter signs every call of an execution (its Lambda invocations) with the access key
+  ``STATE_MACHINE_ACCESS_KEY``; code that acts as another principal of the template without being one
+  of its functions (a rule delivering an event to its target) runs inside ``acting_as(<logical id>)``.
+  ``nacl_tags`` reads a NACL's tags from moto's EC2 without an API call (IAM conditions on tags).
 * Nothing reaches a real endpoint: moto answers the requests it serves before botocore sends them, so
   botocore's ``URLLib3Session.send`` only ever sees a request moto does not serve (a service it does
   not mock, or a client used after the emulator closed). It refuses every one with
@@ -37,6 +42,7 @@ moto internals are touched here and nowhere else:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import importlib
 import io
@@ -68,6 +74,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models import ec2_backends
 from moto.ec2.models.network_acls import NetworkAclBackend
 from moto.ec2.responses import EC2Response
 from moto.iam.exceptions import NotFoundException
@@ -147,8 +154,13 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
             delimiter, parts = arg
             parts = resolve(parts, refs)
             return delimiter.join(str(p) for p in parts)
-        if fn == "Fn::Sub" and isinstance(arg, str):
-            return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", lambda m: str(refs[m.group(1)]), arg)
+        if fn == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], resolve(arg[1], refs))
+            scope = {**refs, **variables}
+            return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", lambda m: str(scope[m.group(1)]), text)
+        if fn == "Fn::Split":
+            delimiter, text = arg
+            return str(resolve(text, refs)).split(delimiter)
         if fn == "Fn::If":
             condition, yes, no = arg
             return resolve(yes if refs[f"Condition:{condition}"] else no, refs)
@@ -157,6 +169,26 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [resolve(v, refs) for v in node]
     return node
+
+
+STATE_MACHINE_ACCESS_KEY = "ak"  # moto.stepfunctions.parser.asl.utils.boto_client.boto_client_for
+ACTING: contextvars.ContextVar[str | None] = contextvars.ContextVar("ACTING", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(logical_id: str) -> Iterator[None]:
+    """The AWS calls made inside act as the template's resource ``logical_id`` (e.g. the rule that
+    delivers an event to the state machine), for the tests' IAM evaluation."""
+    token = ACTING.set(logical_id)
+    try:
+        yield
+    finally:
+        ACTING.reset(token)
+
+
+def nacl_tags(nacl_id: str, account: str = ACCOUNT, region: str = REGION) -> dict[str, str]:
+    """The NACL's tags as moto's EC2 holds them, read without an API call."""
+    return dict(ec2_backends[account][region].tags.get(nacl_id, {}))
 
 
 INVOCATIONS: Counter[str] = Counter()  # function name → invocations (the benchmark reads it)
@@ -322,6 +354,7 @@ def emulated_aws() -> Iterator[None]:
         finally:
             left = _end_executions(first_thread, closing)
             wiring.reset()
+            DEPLOYED.clear()
     if left:  # only when the body succeeded: a failing test reports its own error first
         raise RuntimeError(f"emulated AWS closed with work still running: {left}")
 
@@ -445,6 +478,7 @@ class Stack:
     env: dict[str, str]
     rule_start: int
     rule_limit: int
+    refs: dict[str, Any] = field(default_factory=dict)  # what the template's intrinsic functions resolve to
     baseline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # foreign rules at deploy time
     ec2: Any = field(default_factory=lambda: boto3.client("ec2", region_name=REGION))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions", region_name=REGION))
@@ -535,6 +569,9 @@ class Stack:
         return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
+DEPLOYED: list[Stack] = []  # the stacks deployed on the emulated AWS that is open, latest last
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -599,10 +636,10 @@ def deploy_stack(
     table_props = dict(resources["BlocksTable"]["Properties"])
     table_name = "autoblock-blocks"
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
+    table_arn = ddb.create_table(
         TableName=table_name,
         **{k: table_props[k] for k in ("BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},
-    )
+    )["TableDescription"]["TableArn"]
     secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name="autoblock-token", SecretString=token
     )["ARN"]
@@ -613,6 +650,7 @@ def deploy_stack(
         "AWS::Region": REGION,
         "AWS::AccountId": ACCOUNT,
         "BlocksTable": table_name,
+        "BlocksTable.Arn": table_arn,
         "ApiTokenSecret": secret_arn,
         "AWS::Partition": "aws",
         "Condition:GenerateToken": True,
@@ -638,6 +676,7 @@ def deploy_stack(
             Code={"ZipFile": _function_code()},
             Environment={"Variables": variables},
         )
+        refs[name] = answer["FunctionName"]
         refs[f"{name}.Arn"] = answer["FunctionArn"]
         env.update(variables)
 
@@ -647,6 +686,7 @@ def deploy_stack(
         {k: str(v) for k, v in resolve(machine["DefinitionSubstitutions"], refs).items()},
     )
     name = resolve(machine["Name"], refs)
+    refs["BlockStateMachine.Name"] = name
     created = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")
     assert created["stateMachineArn"] == state_machine_arn == env["STATE_MACHINE_ARN"]
 
@@ -654,9 +694,10 @@ def deploy_stack(
         setenv(key, value)
     wiring.reset()
     stack = Stack(
-        nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"])
+        nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"]), refs
     )
     stack.members = member_accounts
     stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in [*nacl_ids, *stack.member_refs]}
     assert all(len(rules) >= len(foreign_rules) for rules in stack.baseline.values())
+    DEPLOYED.append(stack)
     return stack

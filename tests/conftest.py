@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.httpsession import URLLib3Session
 
+pytest_plugins = ["tests.support.iam_plugin"]  # every AWS call of a function, evaluated against its policy
+
 # Before anything creates a boto3 client: never the user's credentials, never a real endpoint.
 os.environ["TZ"] = "UTC"  # moto's Wait compares timestamps against the local clock
 time.tzset()

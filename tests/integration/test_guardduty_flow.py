@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from autoblock.handlers import wiring
+from autoblock_local.emulator import acting_as
 from autoblock_local.invoke import event
 from tests.integration.conftest import REGION, ROOT, Stack, load_template, resolve, wait_until
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 FINDINGS = sorted(p.name for p in (ROOT / "events").glob("guardduty_*.json"))
 RULE = load_template()["Resources"]["BlockStateMachine"]["Properties"]["Events"]["GuardDutyFinding"]["Properties"]
+RULE_ID = "BlockStateMachineGuardDutyFinding"  # the rule's logical id once SAM has transformed the template
 
 SEQUENCE_REASON = (
     "attack sequence AttackSequence:EC2/CompromisedInstanceGroup names 6 network endpoints, 4 public addresses "
@@ -96,11 +98,12 @@ def deliver(stack: Stack, bus: Callable[[dict[str, Any]], list[dict[str, Any]]],
     if not delivered:
         return None
     (what_the_rule_passes,) = delivered
-    answer = stack.sfn.start_execution(
-        stateMachineArn=stack.state_machine_arn,
-        name=f"finding-{what_the_rule_passes['id']}",
-        input=json.dumps(what_the_rule_passes),
-    )
+    with acting_as(RULE_ID):  # the rule's role starts the execution
+        answer = stack.sfn.start_execution(
+            stateMachineArn=stack.state_machine_arn,
+            name=f"finding-{what_the_rule_passes['id']}",
+            input=json.dumps(what_the_rule_passes),
+        )
     return str(answer["executionArn"])
 
 
