@@ -317,7 +317,7 @@ def _local_stack(
     from moto.server import ThreadedMotoServer
 
     from autoblock_local import apigw, bus, view
-    from autoblock_local.emulator import REGION, deploy_stack, emulated_aws
+    from autoblock_local.emulator import REGION, condition, deploy_stack, emulated_aws
 
     token = secrets.token_urlsafe(32)
     log_path = statefile.log_path_for(path)
@@ -345,8 +345,8 @@ def _local_stack(
             )
             effective = {**defaults, **params}
             refs = {**effective, "AWS::StackName": STACK_NAME, "AWS::Region": REGION}
-            for name, condition in template.get("Conditions", {}).items():
-                refs[f"Condition:{name}"] = _condition(condition, refs)
+            for name, node in template.get("Conditions", {}).items():
+                refs[f"Condition:{name}"] = condition(node, refs)
 
             sfn = boto3.client("stepfunctions", region_name=REGION)
             lam = boto3.client("lambda", region_name=REGION)
@@ -429,24 +429,6 @@ def _local_stack(
                 thread.join(timeout=5)
             server.stop()
             statefile.remove(path, os.getpid())  # this stack's own file only
-
-
-def _condition(node: Any, refs: dict[str, Any]) -> bool:
-    ((fn, arg),) = node.items()
-    if fn == "Fn::Equals":
-        from autoblock_local.emulator import resolve
-
-        left, right = (str(resolve(v, refs)) for v in arg)
-        return left == right
-    if fn == "Fn::Not":
-        return not _condition(arg[0], refs)
-    if fn == "Fn::And":
-        return all(_condition(a, refs) for a in arg)
-    if fn == "Fn::Or":
-        return any(_condition(a, refs) for a in arg)
-    if fn == "Condition":
-        return bool(refs[f"Condition:{arg}"])
-    raise SystemExit(f"autoblock-local: cannot evaluate the condition function {fn}")
 
 
 def _schedules(template: dict[str, Any]) -> list[tuple[str, float]]:

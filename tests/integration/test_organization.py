@@ -205,3 +205,36 @@ def test_nacl_from_finding_blocks_in_the_instances_tagged_subnet_nacls_and_recor
     assert output["nacls_skipped"] == [
         {"nacl": untagged, "reason": "not tagged autoblock:managed=true; autoblock never writes an untagged NACL"}
     ]
+
+
+def test_nacl_from_finding_in_the_stacks_own_account_writes_only_a_tagged_nacl_and_its_block_is_kept_and_ended(
+    deploy: Callable[..., Stack],
+) -> None:
+    # Given a single-account stack with NaclFromFinding, and an instance in a subnet whose NACL is tagged
+    stack = deploy(NaclFromFinding="true")
+    vpc = stack.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = stack.ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    tags = [{"ResourceType": "network-acl", "Tags": [{"Key": "autoblock:managed", "Value": "true"}]}]
+    tagged = stack.ec2.create_network_acl(VpcId=vpc, TagSpecifications=tags)["NetworkAcl"]["NetworkAclId"]
+    (acl,) = stack.ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet]}])[
+        "NetworkAcls"
+    ]
+    association = next(a["NetworkAclAssociationId"] for a in acl["Associations"] if a["SubnetId"] == subnet)
+    stack.ec2.replace_network_acl_association(AssociationId=association, NetworkAclId=tagged)
+
+    # When a finding on that instance arrives (the task writes the tagged NACL)
+    output = run_finding(stack, "123456789012", HOME, subnets=[subnet])
+    (created,) = output["created"]
+    assert settled(created["block_id"])["state"] == "active"
+    assert [(n, c) for n, _, c in stack.managed(tagged)] == [(10, CIDR)]
+
+    # Then the sweeper puts back its entry when it is removed by hand
+    stack.ec2.delete_network_acl_entry(NetworkAclId=tagged, RuleNumber=10, Egress=False)
+    assert sweep()["repairs"] == {"reapplied": 1}
+    assert [(n, c) for n, _, c in stack.managed(tagged)] == [(10, CIDR)]
+
+    # and unblocking it through the API removes it there as everywhere else
+    status, body = call("api_delete_block.json", TOKEN, block_id=created["block_id"])
+    assert (status, body["state"]) == (200, "unblocked")
+    assert stack.managed(tagged) == []
+    assert all(stack.managed(n) == [] for n in stack.nacl_ids)

@@ -225,9 +225,7 @@ def roles() -> dict[str, Role]:
         if resource["Type"] != "AWS::IAM::Role":
             continue
         props = resource["Properties"]
-        policies: list[tuple[str, str, list[Any]]] = [
-            (str(p["PolicyName"]), name, _statement_list(p["PolicyDocument"])) for p in props.get("Policies", [])
-        ]
+        policies: list[tuple[str, str, list[Any]]] = [_inline(p, name) for p in props.get("Policies", [])]
         aws_managed: list[str] = []
         for arn in props.get("ManagedPolicyArns", []):
             if (
@@ -248,6 +246,26 @@ def roles() -> dict[str, Role]:
     return found
 
 
+def _inline(policy: Mapping[str, Any], role: str) -> tuple[str, str, list[Any]]:
+    """An inline policy; one under a template Condition (``Fn::If`` with ``AWS::NoValue``, as SAM
+    writes a function's conditional policy) carries the condition on each of its statements."""
+    condition, inner = _conditional(policy)
+    raw = _statement_list(inner["PolicyDocument"])
+    if condition is not None:
+        raw = [{"Fn::If": [condition, statement, {"Ref": "AWS::NoValue"}]} for statement in raw]
+    return (str(inner["PolicyName"]), role, raw)
+
+
+def _conditional(node: Any) -> tuple[str | None, Any]:
+    """(condition, what it guards) of ``{"Fn::If": [condition, x, {"Ref": "AWS::NoValue"}]}``; else (None, node)."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        condition, yes, no = node["Fn::If"]
+        if no != {"Ref": "AWS::NoValue"}:
+            raise ValueError(f"a conditional policy or statement the evaluator cannot read: {node}")
+        return str(condition), yes
+    return None, node
+
+
 def _statement_list(document: Mapping[str, Any]) -> list[Any]:
     statements = document["Statement"]
     return list(statements) if isinstance(statements, list) else [statements]
@@ -262,9 +280,7 @@ def member_role() -> Role | None:
     template, matches = decode(str(MEMBER_ROLE_TEMPLATE))
     assert not matches, matches
     props = template["Resources"][MEMBER_ROLE]["Properties"]
-    policies = tuple(
-        (str(p["PolicyName"]), MEMBER_ROLE, _statement_list(p["PolicyDocument"])) for p in props.get("Policies", [])
-    )
+    policies = tuple(_inline(p, MEMBER_ROLE) for p in props.get("Policies", []))
     return Role(MEMBER_ROLE, MEMBER_ROLE, policies, tuple(str(a) for a in props.get("ManagedPolicyArns", [])))
 
 
@@ -273,7 +289,10 @@ def statements(role: Role, refs: Mapping[str, Any]) -> list[Statement]:
     resolved = []
     for policy, _, raw in role.policies:
         for index, statement in enumerate(raw):
-            resolved.append(Statement.of(role.name, policy, index, _flatten(resolve(statement, dict(refs)))))
+            condition, inner = _conditional(statement)
+            if condition is not None and not refs.get(f"Condition:{condition}", False):
+                continue  # not in this stack (its template Condition is false)
+            resolved.append(Statement.of(role.name, policy, index, _flatten(resolve(inner, dict(refs)))))
     return resolved
 
 
@@ -492,6 +511,10 @@ class Recorder:
         acting = self.principal_of(call.access_key, call.principal)
         if acting is None:
             return
+        if acting != call.principal and call.principal is not None:
+            # A function acting through a role it assumed: on AWS each function assumes it itself (here
+            # the functions share one process, and the role's credentials), so it must be allowed to.
+            self._judge(call, call.principal, [Request("sts:AssumeRole", acting)])
         try:
             found = self._statements(acting, call.region)
             if found is None:
@@ -501,6 +524,18 @@ class Recorder:
         except (UnmappedCall, KeyError, ValueError) as error:
             self._violate(f"{call.name} by {acting}: {type(error).__name__}: {error}")
             return
+        self._evaluate(call, acting, role, own, asked)
+
+    def _judge(self, call: Call, principal: str, asked: list[Request]) -> None:
+        try:
+            found = self._statements(principal, call.region)
+        except (KeyError, ValueError) as error:
+            self._violate(f"{call.name} by {principal}: {type(error).__name__}: {error}")
+            return
+        if found is not None:
+            self._evaluate(call, principal, found[0], found[2], asked)
+
+    def _evaluate(self, call: Call, acting: str, role: str, own: list[Statement], asked: list[Request]) -> None:
         for request in asked:
             decision = evaluate(own, request.action, request.resource, request.context)
             with self._lock:
@@ -524,6 +559,10 @@ class Recorder:
         """(role, account, statements) of the principal, resolved against the deployed stack."""
         if acting.startswith("arn:"):  # an assumed role: the member role of its account
             account = acting.split(":")[4]
+            refs = self.refs()
+            member_role_name = str((refs or {}).get("MemberRoleName") or "autoblock-member")
+            if acting.rsplit("/", 1)[-1] != member_role_name:
+                return None  # another role (the emulator's OrganizationAccountAccessRole): test setup
             member = self.roles().get(MEMBER_ROLE)
             if member is None:
                 raise KeyError(f"no policy known for the assumed role {acting} (member-role.yaml is absent)")
@@ -577,5 +616,6 @@ def catalog() -> list[Statement]:
     for role in roles().values():
         for policy, _, raw in role.policies:
             for index, statement in enumerate(raw):
-                found.append(Statement.of(role.name, policy, index, _flatten(json.loads(json.dumps(statement)))))
+                inner = _conditional(statement)[1]
+                found.append(Statement.of(role.name, policy, index, _flatten(json.loads(json.dumps(inner)))))
     return found

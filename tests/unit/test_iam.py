@@ -218,6 +218,7 @@ def test_the_templates_own_policies_resolve_against_the_stack() -> None:
         "ApiTokenSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:token-AbCdEf",
         "ExistingTokenSecretArn": "",
         "Condition:GenerateToken": True,
+        "Condition:HasOwnNacls": True,
         "BlockStateMachine": MACHINE,
         "BlockStateMachine.Name": "autoblock-block",
         "NetworkAclIds": ["acl-1", "acl-2"],
