@@ -227,10 +227,7 @@ def block(
         fail(f"refused: {exc}", EXIT_REFUSED)
     except Unreachable as exc:
         fail(str(exc), EXIT_UNREACHABLE)
-    created = answer.status == 202
-    if answer.body.get("state") == "pending" and wait > 0:
-        answer = _wait_while_pending(answer, wait)
-    outcome = _outcome(answer.body, created)
+    answer, outcome = _settled(answer, wait)
     if output is Output.json:
         emit_json(answer)
     else:
@@ -321,10 +318,7 @@ def _block_from_finding(
             continue
         except Unreachable as exc:
             fail(str(exc), EXIT_UNREACHABLE)
-        created = answer.status == 202
-        if answer.body.get("state") == "pending" and wait > 0:
-            answer = _wait_while_pending(answer, wait)
-        outcome = _outcome(answer.body, created)
+        answer, outcome = _settled(answer, wait)
         failed = failed or outcome.failed
         answers.append({"address": offer.address, "direction": offer.direction, "block": answer.body})
         if output is Output.table:
@@ -336,6 +330,14 @@ def _block_from_finding(
         sys.stdout.write(json.dumps({"finding_id": offered.finding_id, "results": answers}) + "\n")
     if failed:
         raise typer.Exit(EXIT_REFUSED)
+
+
+def _settled(answer: Answer, wait: float) -> tuple[Answer, Outcome]:
+    """POST /blocks's answer once the workflow has applied it (up to ``wait`` seconds), and what it says."""
+    created = answer.status == 202
+    if answer.body.get("state") == "pending" and wait > 0:
+        answer = _wait_while_pending(answer, wait)
+    return answer, _outcome(answer.body, created)
 
 
 def _wait_while_pending(answer: Answer, seconds: float) -> Answer:
