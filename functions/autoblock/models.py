@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -107,7 +107,7 @@ class Settings(BaseModel):
         """Organization mode: NACLs of other accounts or Regions are configured."""
         return bool(self.member_nacl_ids)
 
-    @property
+    @cached_property
     def nacl_refs(self) -> tuple[str, ...]:
         """Every configured NACL as a reference (``logic.refs``): the own ones, then the members'."""
         members = (refs.member_ref(t, self.home_account_id, self.home_region) for t in self.member_nacl_ids)

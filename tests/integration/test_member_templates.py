@@ -266,17 +266,23 @@ def _parameters(values: dict[str, str]) -> list[ParameterTypeDef]:
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
 
+def _deploy_member_role(session: boto3.Session, parameters: dict[str, str]) -> Any:
+    """member-role.yaml as a stack in the member account (as the stack set deploys it); its CloudFormation client."""
+    cfn = session.client("cloudformation")
+    cfn.create_stack(
+        StackName="autoblock-member",
+        TemplateBody=(ROOT / "member-role.yaml").read_text(),
+        Parameters=_parameters(parameters),
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    return cfn
+
+
 def test_member_role_yaml_deploys_the_role_into_the_member_account_whose_credentials_write_its_nacls(
     member_account: boto3.Session,
 ) -> None:
     # Given member-role.yaml deployed in the member account, as the stack set deploys it
-    cfn = member_account.client("cloudformation")
-    cfn.create_stack(
-        StackName="autoblock-member",
-        TemplateBody=(ROOT / "member-role.yaml").read_text(),
-        Parameters=_parameters({"AdministratorAccountId": ACCOUNT, "OrganizationId": ORGANIZATION}),
-        Capabilities=["CAPABILITY_NAMED_IAM"],
-    )
+    cfn = _deploy_member_role(member_account, {"AdministratorAccountId": ACCOUNT, "OrganizationId": ORGANIZATION})
     (stack,) = cfn.describe_stacks(StackName="autoblock-member")["Stacks"]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     role_arn = f"arn:aws:iam::{MEMBER}:role/autoblock-member"
@@ -330,12 +336,8 @@ def test_member_role_yaml_deploys_the_role_into_the_member_account_whose_credent
 def test_without_an_organization_the_member_role_checks_the_administrator_s_roles_alone(
     member_account: boto3.Session,
 ) -> None:
-    cfn = member_account.client("cloudformation")
-    cfn.create_stack(
-        StackName="autoblock-member",
-        TemplateBody=(ROOT / "member-role.yaml").read_text(),
-        Parameters=_parameters({"AdministratorAccountId": ACCOUNT, "OrganizationId": "", "MemberRoleName": "blocker"}),
-        Capabilities=["CAPABILITY_NAMED_IAM"],
+    _deploy_member_role(
+        member_account, {"AdministratorAccountId": ACCOUNT, "OrganizationId": "", "MemberRoleName": "blocker"}
     )
     trust_policy: Any = member_account.client("iam").get_role(RoleName="blocker")["Role"]["AssumeRolePolicyDocument"]
     (trust,) = trust_policy["Statement"]

@@ -11,7 +11,7 @@ from autoblock.errors import MemberUnreachable, SlotConflict
 from autoblock.logic import clock, refs
 from autoblock.logic.context import Context, count, logger
 from autoblock.logic.reservation import Reservations
-from autoblock.logic.slots import split_slot_key
+from autoblock.logic.slots import by_slot_location, slot_location, split_slot_key
 from autoblock.models import Block, EntryExists, Ticket, Unchanged
 
 
@@ -45,7 +45,7 @@ class Enforcement:
         block = block_of(ticket, tuple(ticket.nacl_ids) or self.ctx.settings.nacl_refs)
         unreachable: dict[str, str] = {}
         for key in sorted(block.rules):
-            location = refs.location_of(split_slot_key(key)[0])
+            location = slot_location(key)
             if location in unreachable or key not in block.rules:
                 continue
             try:
@@ -107,7 +107,7 @@ class Enforcement:
     def _give_up(self, block: Block, location: str, reason: str) -> Block:
         """Leave one account and Region out of a pending block: what it created there is removed (if
         it can be), its numbers and lock there given back, and a ``failed`` event says why."""
-        keys = [k for k in block.rules if refs.location_of(split_slot_key(k)[0]) == location]
+        keys = list(by_slot_location(block.rules).get(location, {}))
         self.remove_entries(block.model_copy(update={"rules": {k: block.rules[k] for k in keys}}))
         logger.warning("not applied in a member account", extra={"block_id": block.id, "location": location})
         count("BlocksFailedInAccount")
@@ -124,11 +124,10 @@ class Enforcement:
         left: dict[str, str] = {}
         if not block.rules:
             return left
-        wanted = refs.by_location({split_slot_key(k)[0] for k in block.rules})
-        for location, nacl_ids in sorted(wanted.items()):
+        for location, rules in sorted(by_slot_location(block.rules).items()):
             try:
-                entries = self.ctx.nacls.entries(sorted(nacl_ids))
-                for key, number in block.rules.items():
+                entries = self.ctx.nacls.entries(sorted({split_slot_key(k)[0] for k in rules}))
+                for key, number in rules.items():
                     nacl_id, direction = split_slot_key(key)
                     egress = direction == "egress"
                     for entry in entries.get(nacl_id, []):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from autoblock.logic import refs
+
 DIRECTIONS = ("ingress", "egress")
 NACL_MAX_RULE_NUMBER = 32766
 FOREIGN = "foreign"  # holder of a quarantined rule number: an entry autoblock did not write sits there
@@ -49,6 +51,19 @@ def slot_key(nacl_id: str, direction: str) -> str:
 def split_slot_key(key: str) -> tuple[str, str]:
     nacl_id, direction = key.split("|", 1)
     return nacl_id, direction
+
+
+def slot_location(key: str) -> str:
+    """The account and Region (``logic.refs`` location) of a slot key's NACL."""
+    return refs.location_of(split_slot_key(key)[0])
+
+
+def by_slot_location(rules: dict[str, int]) -> dict[str, dict[str, int]]:
+    """A block's rule numbers, grouped by the account and Region of their NACL."""
+    grouped: dict[str, dict[str, int]] = {}
+    for key, number in rules.items():
+        grouped.setdefault(slot_location(key), {})[key] = number
+    return grouped
 
 
 def targets(nacl_ids: Iterable[str], direction: str) -> list[str]:

@@ -38,7 +38,7 @@ from autoblock.errors import MemberUnreachable
 from autoblock.logic import refs
 from autoblock.logic.lifecycle import Lifecycle
 from autoblock.logic.ports import BlockStore
-from autoblock.logic.slots import FOREIGN, split_slot_key, targets
+from autoblock.logic.slots import FOREIGN, by_slot_location, split_slot_key, targets
 from autoblock.models import Block, Entry, EntryExists, HistoryEvent
 
 logger = Logger(service="autoblock", child=True)
@@ -182,10 +182,9 @@ class Sweeper:
     def _reapply(self, block: Block, now: int, report: SweepReport) -> None:
         """Each account and Region on its own: one that cannot be reached (reported once per sweep
         by ``_entries``) is repaired when it answers again."""
-        located = refs.by_location(block.rules)
-        for keys in located.values():
+        for rules in by_slot_location(block.rules).values():
             with contextlib.suppress(MemberUnreachable):
-                self._reapply_entries(block, {k: block.rules[k] for k in keys}, now, report)
+                self._reapply_entries(block, rules, now, report)
 
     def _reapply_entries(self, block: Block, rules: dict[str, int], now: int, report: SweepReport) -> None:
         current = self.nacls.entries(sorted({split_slot_key(k)[0] for k in rules}))
