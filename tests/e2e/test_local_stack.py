@@ -175,11 +175,16 @@ def test_rule_limit_overrides_and_a_clean_stop_whatever_aws_settings_the_shell_h
         env=HOSTILE_ENVIRONMENT,
     )
     try:
+        created = []
         for ip in ("203.0.113.211", "203.0.113.212"):
-            assert stack.request("POST", "/blocks", {"ip": ip, "duration": 600})[0] == 202
+            status, _, body = stack.request("POST", "/blocks", {"ip": ip, "duration": 600})
+            assert status == 202, body
+            created.append(body["id"])
         status, _, full = stack.request("POST", "/blocks", {"ip": "203.0.113.213", "duration": 600})
         assert (status, full["error"]) == (503, "capacity_exceeded")
         assert "holds 2 of 2 blocks" in full["message"]
+        # POST answers while a block is pending: its workflow writes the entry a moment later
+        assert [stack.settled(block_id)["state"] for block_id in created] == ["active", "active"]
         assert len(stack.denied()) == 2
     finally:
         output = stop_local_stack(stack)
