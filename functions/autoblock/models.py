@@ -24,7 +24,12 @@ from autoblock.logic.slots import RuleRange, split_slot_key
 
 BLOCK_ID_PATTERN = r"^[0-9a-f]{32}$"
 Direction = Literal["ingress", "egress", "both"]
-WhenFull = Literal["reject", "evict-soonest-expiring"]
+WhenFull = Literal["reject", "evict-soonest-expiring", "waf"]
+Target = Literal["nacl", "waf"]  # where a block denies its address: Network ACL entries, WAF IP sets
+WafScope = Literal["NONE", "REGIONAL", "CLOUDFRONT"]
+NACL_ONLY: tuple[Target, ...] = ("nacl",)
+TARGETS: tuple[Target, ...] = ("nacl", "waf")
+WAF_SET_LIMIT = 10_000  # addresses per WAF IP set (an AWS quota that cannot be raised)
 BlockState = Literal[
     "pending", "active", "releasing", "expired", "unblocked", "evicted", "rejected", "failed", "dry-run"
 ]
@@ -48,7 +53,25 @@ EventKind = Literal[
     "rejected",
     "failed",
     "dry-run",
+    "rerouted",
 ]
+
+
+@dataclass(frozen=True)
+class WafSet:
+    """One of the stack's WAF IP sets (WAF_IP_SETS: ``<family>:<name>:<id>``)."""
+
+    family: Literal[4, 6]
+    name: str
+    id: str
+
+    @classmethod
+    def parse(cls, entry: str) -> WafSet:
+        family, _, rest = entry.partition(":")
+        name, _, set_id = rest.partition(":")
+        if family not in ("4", "6") or not name or not set_id or ":" in set_id:
+            raise ValueError(f"WAF_IP_SETS: {entry!r} is not <family>:<name>:<id>")
+        return cls(4 if family == "4" else 6, name, set_id)
 
 
 class Settings(BaseModel):
@@ -83,8 +106,20 @@ class Settings(BaseModel):
     history_retention_days: int = Field(default=90, ge=1)
     escalation_window_days: int = Field(default=30, ge=0)
     escalation_factor: float = Field(default=2, ge=1)
+    waf_scope: WafScope = "NONE"
+    waf_ip_sets: tuple[str, ...] = ()  # <family>:<name>:<id> of each of the stack's IP sets
+    default_targets: tuple[Target, ...] = ("nacl",)
+    guardduty_targets: tuple[Target, ...] = ("nacl",)
 
-    @field_validator("nacl_ids", "member_nacl_ids", "allowlist_cidrs", mode="before")
+    @field_validator(
+        "nacl_ids",
+        "member_nacl_ids",
+        "allowlist_cidrs",
+        "waf_ip_sets",
+        "default_targets",
+        "guardduty_targets",
+        mode="before",
+    )
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -100,7 +135,29 @@ class Settings(BaseModel):
             refs.member_ref(triple, self.home_account_id, self.home_region)  # ValueError if malformed
         if not self.nacl_ids and not self.member_nacl_ids:
             raise ValueError("no Network ACL to block in: set NetworkAclIds or MemberNetworkAclIds")
+        for entry in self.waf_ip_sets:
+            WafSet.parse(entry)  # ValueError if malformed
+        if self.waf_ip_sets and self.waf_scope == "NONE":
+            raise ValueError("WAF_IP_SETS is set but WafScope is NONE")
+        if not self.waf_ip_sets:
+            for name, value in (
+                ("DefaultTargets", self.default_targets),
+                ("GuardDutyTargets", self.guardduty_targets),
+                ("WhenFull", (self.when_full,)),
+            ):
+                if "waf" in value:
+                    raise ValueError(f"{name} names waf but the stack has no WAF IP set (WafScope=NONE)")
         return self
+
+    @cached_property
+    def waf_sets(self) -> tuple[WafSet, ...]:
+        """The stack's WAF IP sets, in the template's order (set 1 of a family first)."""
+        return tuple(WafSet.parse(entry) for entry in self.waf_ip_sets)
+
+    @property
+    def waf_region(self) -> str:
+        """Where the IP sets live: us-east-1 for CloudFront (AWS requires it), else the stack's Region."""
+        return "us-east-1" if self.waf_scope == "CLOUDFRONT" else self.home_region
 
     @property
     def organization(self) -> bool:
@@ -170,6 +227,20 @@ class BlockRequest(BaseModel):
         max_length=40,
         description="Organization mode: block only in these Regions' configured NACLs (default: every Region)",
     )
+    targets: list[Target] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        description='Where to deny the address: "nacl" (Network ACL entries), "waf" (the stack\'s WAF IP sets) '
+        "or both (default: DefaultTargets)",
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each target once")
+        return value
 
 
 class Block(BaseModel):
@@ -186,6 +257,8 @@ class Block(BaseModel):
     created_at: int
     expires_at: int
     rules: dict[str, int] = Field(default_factory=dict)
+    targets: list[Target] = Field(default_factory=lambda: list(NACL_ONLY))
+    waf_set: str | None = None  # the name of the WAF IP set holding its address (target "waf")
     evicted: list[dict[str, str]] = Field(default_factory=list)  # {"id", "ip"} of blocks evicted for it
     failures: dict[str, str] = Field(default_factory=dict)  # location (logic.refs) → why it is not blocked there
     dry_run: bool = False
@@ -199,6 +272,15 @@ class Block(BaseModel):
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def locations(self) -> list[str]:
+        """Where it holds the address's lock: each account and Region of its NACLs, and the stack's
+        own for its WAF IP set."""
+        held = refs.locations(self.nacl_ids)
+        if self.waf_set is not None and refs.HOME not in held:
+            held.append(refs.HOME)
+        return held
 
 
 class RuleView(BaseModel):
@@ -222,6 +304,14 @@ class EvictedView(BaseModel):
     ip: str
 
 
+class WafView(BaseModel):
+    """Where a block denies its address in WAF (target ``waf``)."""
+
+    ip_set: str
+    scope: WafScope
+    state: Literal["pending", "applied", "removed"]
+
+
 class BlockView(BaseModel):
     """A block as the API shows it."""
 
@@ -233,7 +323,9 @@ class BlockView(BaseModel):
     source: str
     created_at: str
     expires_at: str
+    targets: list[Target] = Field(default_factory=lambda: list(NACL_ONLY))
     rules: list[RuleView]
+    waf: WafView | None = Field(default=None, description="Target waf: the IP set holding the address")
     evicted: list[EvictedView] = Field(
         default_factory=list,
         description="Blocks ended early to make room for this one (WhenFull=evict-soonest-expiring)",
@@ -250,7 +342,7 @@ class BlockView(BaseModel):
     end_reason: str | None = None
 
     @classmethod
-    def of(cls, block: Block, home: tuple[str, str] = ("", "")) -> BlockView:
+    def of(cls, block: Block, home: tuple[str, str] = ("", ""), waf_scope: WafScope = "NONE") -> BlockView:
         """``home``: the stack's own account and Region, shown for its own NACLs."""
         rules = []
         for ref, direction, number in sorted((*split_slot_key(k), n) for k, n in block.rules.items()):
@@ -273,7 +365,21 @@ class BlockView(BaseModel):
             source=block.source,
             created_at=clock.iso_z(block.created_at),
             expires_at=clock.iso_z(block.expires_at),
+            targets=list(block.targets),
             rules=rules,
+            waf=(
+                WafView(
+                    ip_set=block.waf_set,
+                    scope=waf_scope,
+                    state="applied"
+                    if block.state == "active"
+                    else "pending"
+                    if block.state == "pending"
+                    else "removed",
+                )
+                if block.waf_set is not None
+                else None
+            ),
             evicted=[EvictedView(id=e["id"], ip=e["ip"]) for e in block.evicted],
             failures=failures,
             dry_run=block.dry_run,
@@ -346,6 +452,13 @@ class SlotUsage(BaseModel):
     limit: int
 
 
+class WafSetUsage(BaseModel):
+    name: str
+    family: Literal[4, 6]
+    used: int
+    limit: int = WAF_SET_LIMIT
+
+
 class Status(BaseModel):
     rule_number_start: int
     rule_limit: int
@@ -353,6 +466,8 @@ class Status(BaseModel):
     dry_run: bool
     active_blocks: int
     slots: list[SlotUsage]
+    waf_scope: WafScope = "NONE"
+    waf_sets: list[WafSetUsage] = Field(default_factory=list)
 
 
 class FieldError(BaseModel):
@@ -385,6 +500,7 @@ class Ticket(BaseModel):
     source: str = ""
     rules: dict[str, int] = Field(default_factory=dict)
     nacl_ids: list[str] = Field(default_factory=list)  # the NACLs it is to be applied in (references)
+    waf_set: str | None = None
     reserved: bool = False  # every (NACL, direction) of the block already holds a rule number
 
     @classmethod
@@ -399,6 +515,7 @@ class Ticket(BaseModel):
             direction=block.direction,
             source=block.source,
             rules=dict(block.rules),
+            waf_set=block.waf_set,
             reserved=reserved,
         )
 
@@ -472,6 +589,14 @@ class EntryExists(Exception):
 
 class AddressLocked(Exception):
     """Another live block holds the address's lock."""
+
+
+class SetFull(Exception):
+    """The WAF IP set the new block asked for holds WAF_SET_LIMIT addresses already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"WAF IP set {name} is full")
+        self.name = name
 
 
 class SlotTaken(Exception):

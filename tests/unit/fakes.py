@@ -30,6 +30,7 @@ from autoblock.logic.slots import FOREIGN
 from autoblock.logic.sweeper import Sweeper
 from autoblock.models import (
     LIVE_STATES,
+    WAF_SET_LIMIT,
     Address,
     AddressLocked,
     Block,
@@ -37,6 +38,7 @@ from autoblock.models import (
     Entry,
     EntryExists,
     HistoryEvent,
+    SetFull,
     Settings,
     SlotTaken,
     Ticket,
@@ -117,6 +119,8 @@ class MemoryStore(Scripted):
         self.locks: dict[str, str] = {}  # cidr (or "<cidr>@<location>") → the block holding the address
         self.offenders: dict[str, list[int]] = {}  # cidr → when its blocks were applied
         self.slot_items: dict[str, dict[int, Slot]] = {}  # "<nacl>|<direction>" → number → holder
+        self.waf_members: dict[str, dict[str, str]] = {}  # WAF IP set name → cidr → block id
+        self.waf_limit = WAF_SET_LIMIT
         self._history: list[_Stored] = []
 
     # -- helpers for the tests (not part of the port) -----------------------------------------------
@@ -168,6 +172,15 @@ class MemoryStore(Scripted):
         live = [b for b in self.blocks.values() if b.state in LIVE_STATES]
         return [b.model_copy(deep=True) for b in sorted(live, key=lambda b: (b.expires_at, b.id))]
 
+    def due(self, before: int) -> list[Block]:
+        """As the adapter: every live block but the active WAF-only ones not yet due."""
+        self._call("due")
+        return [b for b in self.live() if b.rules or b.state != "active" or b.expires_at < before]
+
+    def waf_soonest(self, limit: int) -> list[Block]:
+        self._call("waf_soonest")
+        return [b for b in self.live() if b.state == "active" and not b.rules][:limit]
+
     # -- a new block ------------------------------------------------------------------------------
 
     def create(
@@ -177,12 +190,19 @@ class MemoryStore(Scripted):
         rules = sorted(block.rules.items())
         if block.id in self.blocks:
             raise TransactionCanceled("create block")
-        locks = [_lock(block.cidr, loc) for loc in refs.locations(block.nacl_ids)]
+        locks = [_lock(block.cidr, loc) for loc in block.locations]
         if any(lock in self.locks for lock in locks):
             raise AddressLocked()
         for key, number in rules:
             if number in self.slot_items.get(key, {}):
                 raise SlotTaken(key, number)
+        if block.waf_set is not None:
+            members = self.waf_members.setdefault(block.waf_set, {})
+            if block.cidr in members:
+                raise AddressLocked()
+            if len(members) >= self.waf_limit:
+                raise SetFull(block.waf_set)
+            members[block.cidr] = block.id
         self.blocks[block.id] = block.model_copy(deep=True)
         for lock in locks:
             self.locks[lock] = block.id
@@ -258,7 +278,7 @@ class MemoryStore(Scripted):
         self.blocks[block_id] = Block.model_validate({**stored.model_dump(), **changes})
         return self.block(block_id)
 
-    def activate(self, block_id: str, cidr: str, now: int, history: HistoryEvent) -> None:
+    def activate(self, block_id: str, cidr: str, now: int, history: HistoryEvent, waf_only: bool = False) -> None:
         self._call("activate")
         stored = self._in(block_id, frozenset({"pending"}))
         stored.state, stored.state_since = "active", now
@@ -280,7 +300,7 @@ class MemoryStore(Scripted):
         # The adapter gives back what the block still holds, then skips what it no longer holds.
         for key, number in block.rules.items():
             self._free(key, number, block.id)
-        for loc in refs.locations(block.nacl_ids):
+        for loc in block.locations:
             if self.locks.get(_lock(block.cidr, loc)) == block.id:
                 del self.locks[_lock(block.cidr, loc)]
         self.blocks[block.id] = Block.model_validate(
@@ -479,6 +499,62 @@ class MemoryNacls(Scripted):
         ]
 
 
+# -- WAF ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fill:
+    count: int
+
+
+@dataclass(frozen=True)
+class SetDrift:
+    ip_set: str
+    removed: list[str]
+    restored: list[str]
+
+
+class MemoryWaf(Scripted):
+    """``WafSets`` in memory: the table's members are the store's; ``sets`` what WAF holds, written
+    whole by ``flush`` (one update per flush that finds a difference, counted in ``updates``)."""
+
+    def __init__(self, store: MemoryStore, names: Sequence[str]) -> None:
+        super().__init__()
+        self.store = store
+        self.sets: dict[str, set[str]] = {name: set() for name in names}
+        self.updates: list[str] = []
+
+    def summaries(self) -> Mapping[str, Fill]:
+        self._call("summaries")
+        return {name: Fill(len(self.store.waf_members.get(name, {}))) for name in self.sets}
+
+    def leave(self, block: Block) -> bool:
+        self._call("leave")
+        members = self.store.waf_members.get(block.waf_set or "", {})
+        if members.get(block.cidr) != block.id:
+            return False
+        del members[block.cidr]
+        return True
+
+    def flush(self, name: str, timeout: float = 25) -> None:
+        self._call("flush")
+        wanted = set(self.store.waf_members.get(name, {}))
+        if self.sets[name] != wanted:
+            self.sets[name] = wanted
+            self.updates.append(name)
+
+    def reconcile(self) -> list[SetDrift]:
+        self._call("reconcile")
+        drifts = []
+        for name, held in self.sets.items():
+            wanted = set(self.store.waf_members.get(name, {}))
+            if held != wanted:
+                drifts.append(SetDrift(name, sorted(held - wanted), sorted(wanted - held)))
+                self.sets[name] = wanted
+                self.updates.append(name)
+        return drifts
+
+
 # -- the workflow ---------------------------------------------------------------------------------
 
 
@@ -561,6 +637,7 @@ class Rig:
     clock: ManualClock
     source: str = "test"
     others: list[Lifecycle] = field(default_factory=list)
+    waf: MemoryWaf | None = None
 
     @property
     def settings(self) -> Settings:
@@ -585,7 +662,9 @@ class Rig:
         """Another warm Lambda container: the same table, NACLs and workflow, its own slot view (and
         the settings changed by ``overrides``: the stack updated since)."""
         settings = Settings.model_validate({**self.settings.model_dump(), **overrides})
-        other = Lifecycle(settings, self.store, self.nacls, self.workflow, self.clock.now, self.clock.sleep)
+        other = Lifecycle(
+            settings, self.store, self.nacls, self.workflow, self.clock.now, self.clock.sleep, waf=self.waf
+        )
         self.others.append(other)
         return other
 
@@ -593,10 +672,14 @@ class Rig:
         return Sweeper(self.lifecycle, self.store, self.workflow.status, self.clock.now)
 
 
+WAF_SETS = "4:autoblock-v4-1:id-v4-1,4:autoblock-v4-2:id-v4-2,6:autoblock-v6-1:id-v6-1"
+
+
 def lifecycle(**overrides: object) -> Rig:
-    """A Lifecycle whose ports are fakes, with the settings above changed by ``overrides``."""
+    """A Lifecycle whose ports are fakes, with the settings above changed by ``overrides``
+    (``waf_ip_sets`` set: a MemoryWaf over those sets)."""
     settings = Settings.model_validate({**DEFAULTS, **overrides})
     store, nacls, workflow, clock = MemoryStore(), MemoryNacls(settings.nacl_refs), RecordingWorkflow(), ManualClock()
-    return Rig(
-        Lifecycle(settings, store, nacls, workflow, now=clock.now, sleep=clock.sleep), store, nacls, workflow, clock
-    )
+    waf = MemoryWaf(store, [s.name for s in settings.waf_sets]) if settings.waf_sets else None
+    run = Lifecycle(settings, store, nacls, workflow, now=clock.now, sleep=clock.sleep, waf=waf)
+    return Rig(run, store, nacls, workflow, clock, waf=waf)

@@ -5,7 +5,9 @@ One table, ``pk``/``sk``:
 * ``BLOCK#<id>`` / ``BLOCK``: the block. While it is live (pending, active, releasing) it also
   carries ``gsi1pk = "LIVE"`` and ``gsi1sk = "<expires_at:010d>#<id>"``, so the ``live`` index holds
   live blocks only, ordered by expiry: the sweeper reads what is live or overdue, never history.
-  A block that ended carries ``ttl`` and leaves the index.
+  A block that ended carries ``ttl`` and leaves the index. An active block that holds no rule number
+  (WAF only) moves to ``gsi1pk = "LIVE#WAF"``: there can be tens of thousands, and the sweeper reads
+  that partition only up to the present (the overdue), never whole.
 * ``ADDR#<cidr>`` / ``ADDR``: the address lock, naming the one live block of an address. Created with
   the block in one transaction; removed when the block ends. In organization mode each account and
   Region (``logic.refs`` location) has its own: ``ADDR#<cidr>@<account>:<region>``; the stack's own
@@ -16,6 +18,8 @@ One table, ``pk``/``sk``:
 * ``SLOT#<nacl>|<direction>`` / ``<rule number:05d>``: a rule number held by a block. Created with a
   condition that it does not exist, in the transaction that records it on a pending block (the
   block's own creation, or the Reserve task's): two blocks can never hold one number.
+* ``WAFSET#<set name>`` / ``<cidr>`` and ``/ #SET``, ``WAFRATE`` / ``WAFRATE``: a WAF IP set's
+  members, its summary and the writers' pacing (``dal.waf``).
 * ``HIST#<cidr>`` / ``<epoch ms:013d>#<block id>#<n><random>``: one event of a block's life
   (requested, applied, …), written in the transaction of the transition it records; carries ``ttl``
   (HistoryRetentionDays) and never ``gsi1pk``. An address's history is one Query, oldest first.
@@ -34,6 +38,7 @@ from autoblock.models import Block
 
 LIVE_INDEX = "live"
 LIVE = "LIVE"
+LIVE_WAF = "LIVE#WAF"
 _DESERIALIZER = TypeDeserializer()
 
 

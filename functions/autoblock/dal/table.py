@@ -17,10 +17,21 @@ from botocore.exceptions import ClientError
 
 from autoblock.dal.aws import cancellation_reasons, error_code, translated
 from autoblock.dal.history import HistoryItems
-from autoblock.dal.items import LIVE, LIVE_INDEX, block_key, from_wire, lock_key, offender_key, plain, to_block
+from autoblock.dal.items import (
+    LIVE,
+    LIVE_INDEX,
+    LIVE_WAF,
+    block_key,
+    from_wire,
+    lock_key,
+    offender_key,
+    plain,
+    to_block,
+)
 from autoblock.dal.slots import SlotItems
+from autoblock.dal.waf import join_writes
 from autoblock.logic import refs
-from autoblock.models import Address, AddressLocked, Block, HistoryEvent, SlotTaken, Unchanged
+from autoblock.models import Address, AddressLocked, Block, HistoryEvent, SetFull, SlotTaken, Unchanged
 
 CCF = "ConditionalCheckFailed"
 
@@ -68,8 +79,29 @@ class BlockTable(HistoryItems, SlotItems):
         )
 
     def live(self) -> list[Block]:
-        """Every live block, soonest expiry first, read from the sparse ``live`` index."""
-        condition = Key("gsi1pk").eq(LIVE)
+        """Every live block, soonest expiry first, read from the sparse ``live`` index (both of its
+        partitions: see ``dal.items``)."""
+        blocks = [*self._live(LIVE), *self._live(LIVE_WAF)]
+        return sorted(blocks, key=lambda b: (b.expires_at, b.id))
+
+    def due(self, before: int) -> list[Block]:
+        """What the sweeper looks at: every live block that holds a rule number or is not active
+        (few: a NACL holds RuleLimit), and the active WAF-only blocks whose expiry is before
+        ``before`` (none, unless a release is late): never every active WAF block."""
+        return [*self._live(LIVE), *self._live(LIVE_WAF, before)]
+
+    def waf_soonest(self, limit: int) -> list[Block]:
+        """The active WAF-only blocks that end first (eviction when every WAF IP set is full)."""
+        with translated("Query live WAF"):
+            answer = self.table.query(
+                IndexName=LIVE_INDEX, KeyConditionExpression=Key("gsi1pk").eq(LIVE_WAF), Limit=limit
+            )
+        return [to_block(item) for item in answer["Items"]]
+
+    def _live(self, partition: str, before: int | None = None) -> list[Block]:
+        condition: Any = Key("gsi1pk").eq(partition)
+        if before is not None:
+            condition = condition & Key("gsi1sk").lt(f"{before:010d}")
         items = self.pages("Query live", self.table.query, IndexName=LIVE_INDEX, KeyConditionExpression=condition)
         return [to_block(item) for item in items]
 
@@ -90,7 +122,7 @@ class BlockTable(HistoryItems, SlotItems):
         }
         locks = [
             {**lock_key(block.cidr, loc), "block_id": block.id, "created_at": block.created_at}
-            for loc in refs.locations(block.nacl_ids)
+            for loc in block.locations
         ]
         rules = sorted(block.rules.items())
         writes: list[dict[str, Any]] = [
@@ -101,6 +133,8 @@ class BlockTable(HistoryItems, SlotItems):
             ),
             *(self.new_slot(block, key, number, block.created_at) for key, number in rules),
         ]
+        waf = join_writes(self.name, block) if block.waf_set is not None else []
+        writes += waf
         if offender_applied is not None:
             offender = {
                 **offender_key(block.cidr),
@@ -121,6 +155,11 @@ class BlockTable(HistoryItems, SlotItems):
             for (key, number), reason in zip(rules, reasons[1 + len(locks) :], strict=False):
                 if reason == CCF:
                     raise SlotTaken(key, number) from None
+            joined = reasons[1 + len(locks) + len(rules) : 1 + len(locks) + len(rules) + len(waf)]
+            if joined[:1] == [CCF]:
+                raise AddressLocked() from None  # its address is still in the set: a release is finishing
+            if CCF in joined:
+                raise SetFull(str(block.waf_set)) from None
             raise
 
     def record_ended(self, block: Block, history: Sequence[HistoryEvent]) -> None:
@@ -219,6 +258,9 @@ class BlockTable(HistoryItems, SlotItems):
         names = {f":f{i}": s for i, s in enumerate(sorted(from_states))}
         values: dict[str, Any] = {":to": to_state, ":now": now, **names}
         update = "SET #st = :to, state_since = :now"
+        if to_state == "releasing":  # back in the partition the sweeper reads whole (see ``due``)
+            update += ", gsi1pk = :live"
+            values[":live"] = LIVE
         if ending is not None:
             update += ", ending_state = :es, ending_reason = :er"
             values.update({":es": ending[0], ":er": ending[1]})
@@ -234,8 +276,9 @@ class BlockTable(HistoryItems, SlotItems):
             ExpressionAttributeValues=values,
         )
 
-    def activate(self, block_id: str, cidr: str, now: int, history: HistoryEvent) -> None:
-        """pending → active, with the ``applied`` event and the time on the offender record."""
+    def activate(self, block_id: str, cidr: str, now: int, history: HistoryEvent, waf_only: bool = False) -> None:
+        """pending → active, with the ``applied`` event and the time on the offender record. An
+        active block that holds no rule number moves to the index's ``LIVE#WAF`` partition."""
         offender = {
             "Update": {
                 "TableName": self.name,
@@ -247,10 +290,15 @@ class BlockTable(HistoryItems, SlotItems):
         }
         update = self._block_update(
             block_id,
-            UpdateExpression="SET #st = :a, state_since = :now",
+            UpdateExpression="SET #st = :a, state_since = :now, gsi1pk = :live",
             ConditionExpression="#st = :p",
             ExpressionAttributeNames={"#st": "state"},
-            ExpressionAttributeValues={":a": "active", ":p": "pending", ":now": now},
+            ExpressionAttributeValues={
+                ":a": "active",
+                ":p": "pending",
+                ":now": now,
+                ":live": LIVE_WAF if waf_only else LIVE,
+            },
         )
         self._transact("activate", block_id, [update, self.history_put(history, 0), offender])
 
@@ -259,10 +307,12 @@ class BlockTable(HistoryItems, SlotItems):
         return self._update(
             "expire",
             block_id,
-            UpdateExpression="SET #st = :r, state_since = :now, ending_state = :es, ending_reason = :es",
+            UpdateExpression=(
+                "SET #st = :r, state_since = :now, ending_state = :es, ending_reason = :es, gsi1pk = :live"
+            ),
             ConditionExpression="#st = :a AND expires_at <= :now",
             ExpressionAttributeNames={"#st": "state"},
-            ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now, ":es": "expired"},
+            ExpressionAttributeValues={":r": "releasing", ":a": "active", ":now": now, ":es": "expired", ":live": LIVE},
         )
 
     def _lock_delete(self, block: Block, location: str) -> dict[str, Any]:
@@ -325,7 +375,7 @@ class BlockTable(HistoryItems, SlotItems):
             },
         )
         given_back = [self.free_slot_item(key, number, block.id) for key, number in sorted(block.rules.items())]
-        held = [loc for loc in refs.locations(block.nacl_ids) if loc not in block.failures]
+        held = [loc for loc in block.locations if loc not in block.failures]
         locks = [self._lock_delete(block, loc) for loc in held]
         event = self.history_put(history, 0)
         if self._transact("finish", block.id, [update, *given_back, *locks, event]) is not None:

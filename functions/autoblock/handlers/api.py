@@ -257,7 +257,7 @@ def create_block(http: Request, request: Annotated[BlockRequest, Body()]) -> Ans
 def _view(block: Block) -> BlockView:
     """A block as the API shows it, its own NACLs placed in the stack's account and Region."""
     settings = lifecycle().settings
-    return BlockView.of(block, (settings.home_account_id, settings.home_region))
+    return BlockView.of(block, (settings.home_account_id, settings.home_region), settings.waf_scope)
 
 
 @router.route("GET", "/blocks", summary="List live blocks", responses=answers(BlockList))

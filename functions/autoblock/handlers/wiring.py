@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from autoblock.dal.nacl import Nacls
 from autoblock.dal.secrets import Secret
 from autoblock.dal.table import BlockTable
+from autoblock.dal.waf import WafSets
 from autoblock.dal.workflow import Workflow
 from autoblock.logic.lifecycle import Lifecycle
 from autoblock.models import settings
@@ -22,7 +23,8 @@ def lifecycle() -> Lifecycle:
     config = settings()
     table = BlockTable(config.table_name, config.history_ttl_seconds)
     nacls = Nacls(config.member_role_name, config.partition)
-    return Lifecycle(config, table, nacls, Workflow(config.state_machine_arn))
+    waf = WafSets(config.table_name, config.waf_sets, config.waf_scope, config.waf_region) if config.waf_sets else None
+    return Lifecycle(config, table, nacls, Workflow(config.state_machine_arn), waf=waf)
 
 
 @cache
@@ -45,7 +47,7 @@ def sweeper() -> Sweeper:
 
 def reset() -> None:
     """Forget every cached object (tests point the handlers at a new emulated stack)."""
-    from autoblock.dal import aws
+    from autoblock.dal import aws, waf
 
-    for cached in (lifecycle, secret, sweeper, settings, aws.client, aws._table):
+    for cached in (lifecycle, secret, sweeper, settings, aws.client, aws._table, waf._wafv2):
         cached.cache_clear()

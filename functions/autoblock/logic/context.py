@@ -11,7 +11,7 @@ from typing import cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from autoblock.logic.ports import BlockStore, NaclGateway, WorkflowGateway
+from autoblock.logic.ports import BlockStore, NaclGateway, WafGateway, WorkflowGateway
 from autoblock.models import Block, EventKind, HistoryEvent, Settings
 
 logger = Logger(service="autoblock", child=True)
@@ -32,6 +32,7 @@ class Context:
     workflow: WorkflowGateway
     now: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
+    waf: WafGateway | None = None  # None: the stack has no WAF IP set (WafScope=NONE)
 
     def event(
         self,

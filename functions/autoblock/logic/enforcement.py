@@ -12,12 +12,14 @@ from autoblock.logic import clock, refs
 from autoblock.logic.context import Context, count, logger
 from autoblock.logic.reservation import Reservations
 from autoblock.logic.slots import by_slot_location, slot_location, split_slot_key
-from autoblock.models import Block, EntryExists, Ticket, Unchanged
+from autoblock.models import TARGETS, Block, EntryExists, Ticket, Unchanged
 
 
 def block_of(ticket: Ticket, nacl_ids: tuple[str, ...]) -> Block:
     """The block as its ticket knows it (what applying it needs)."""
     return Block(
+        targets=[t for t in TARGETS if (nacl_ids if t == "nacl" else ticket.waf_set)],
+        waf_set=ticket.waf_set,
         id=ticket.block_id,
         cidr=ticket.cidr,
         family=ticket.family,
@@ -42,7 +44,8 @@ class Enforcement:
         block fails only when it could be applied nowhere."""
         if ticket.state != "pending":
             return ticket
-        block = block_of(ticket, tuple(ticket.nacl_ids) or self.ctx.settings.nacl_refs)
+        nacl_ids = tuple(ticket.nacl_ids) or (() if ticket.waf_set else self.ctx.settings.nacl_refs)
+        block = block_of(ticket, nacl_ids)
         unreachable: dict[str, str] = {}
         for key in sorted(block.rules):
             location = slot_location(key)
@@ -57,18 +60,26 @@ class Enforcement:
                 return done
         for location, reason in sorted(unreachable.items()):
             block = self._give_up(block, location, reason)
-        if not block.rules:
+        if not block.rules and block.waf_set is None:
             raise MemberUnreachable(refs.HOME, "; ".join(unreachable.values()) or "no NACL to apply the block in")
-        rules = ", ".join(f"{k.replace('|', ' ')} rule {n}" for k, n in sorted(block.rules.items()))
-        applied = self.ctx.event(block, "applied", block.source, f"denied in {rules}", None, block.expires_at)
+        places = [f"{k.replace('|', ' ')} rule {n}" for k, n in sorted(block.rules.items())]
+        if block.waf_set is not None:
+            # Only once an update holding its address has succeeded does a block count as applied.
+            assert self.ctx.waf is not None, "a block in a WAF IP set on a stack without WAF"
+            self.ctx.waf.flush(block.waf_set)
+            places.append(f"WAF IP set {block.waf_set}")
+        applied = self.ctx.event(
+            block, "applied", block.source, f"denied in {', '.join(places)}", None, block.expires_at
+        )
         try:
-            self.ctx.store.activate(block.id, block.cidr, int(self.ctx.now()), applied)
+            self.ctx.store.activate(block.id, block.cidr, int(self.ctx.now()), applied, waf_only=not block.rules)
         except Unchanged as unchanged:
             current = unchanged.current
             if current is not None and current.state == "active":
                 return Ticket.of(current)  # an earlier attempt of this task made it active
             # Unblocked while we were applying: whoever moved it to releasing may have looked at
-            # the NACL before our entries existed, so remove what we created ourselves.
+            # the NACL before our entries existed, so remove what we created ourselves. (Its WAF
+            # set is the table's members, which the release takes it out of.)
             self.remove_entries(block)
             return Ticket.of(current) if current is not None else ticket.model_copy(update={"state": "failed"})
         count("BlocksApplied")

@@ -77,7 +77,9 @@ def handle_finding(extraction: Extraction, lifecycle: Lifecycle) -> FindingOutco
         )
         entry = {"address": target.address, "direction": target.direction}
         try:
-            opened = lifecycle.open(request, source=source, nacl_ids=nacl_ids)
+            opened = lifecycle.open(
+                request, source=source, nacl_ids=nacl_ids, targets=lifecycle.settings.guardduty_targets
+            )
         except AutoblockError as exc:  # another direction already blocked, never blockable, full, busy
             outcome.refused.append({**entry, "reason": str(exc)})
             continue

@@ -27,12 +27,22 @@ from dataclasses import dataclass, field
 from autoblock.errors import AutoblockError, BlockNotFound
 from autoblock.logic.context import Context, count
 from autoblock.logic.enforcement import Enforcement
-from autoblock.logic.ports import BlockStore, NaclGateway, WorkflowGateway
+from autoblock.logic.ports import BlockStore, NaclGateway, WafGateway, WorkflowGateway
 from autoblock.logic.registration import Outcome, Registration
 from autoblock.logic.release import Releases
 from autoblock.logic.reservation import Reservations, SlotView
 from autoblock.logic.slots import FOREIGN, split_slot_key, targets
-from autoblock.models import Block, BlockRequest, HistoryEvent, Settings, SlotUsage, Status, Ticket
+from autoblock.models import (
+    Block,
+    BlockRequest,
+    HistoryEvent,
+    Settings,
+    SlotUsage,
+    Status,
+    Target,
+    Ticket,
+    WafSetUsage,
+)
 
 UNBLOCKABLE = frozenset({"pending", "active"})
 
@@ -56,8 +66,9 @@ class Lifecycle:
         workflow: WorkflowGateway,
         now: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        waf: WafGateway | None = None,
     ) -> None:
-        self.ctx = Context(settings, store, nacls, workflow, now, sleep)
+        self.ctx = Context(settings, store, nacls, workflow, now, sleep, waf)
         self.view = SlotView(lambda key: store.slots(key))
         self.reservations = Reservations(self.ctx, self.view, self.release)
         self.registration = Registration(self.ctx, self.reservations)
@@ -78,11 +89,18 @@ class Lifecycle:
 
     # -- the entry point of every block -----------------------------------------------------------
 
-    def open(self, request: BlockRequest, source: str, nacl_ids: Sequence[str] | None = None) -> Opened:
+    def open(
+        self,
+        request: BlockRequest,
+        source: str,
+        nacl_ids: Sequence[str] | None = None,
+        targets: Sequence[Target] | None = None,
+    ) -> Opened:
         """Block the request's address: a new block handed to its workflow, an extension of the
         address's live block, or a dry run. Raises the domain error of a refusal. ``nacl_ids``:
-        where (a finding's account and Region); else the configured NACLs the request selects."""
-        registered = self.registration.register(request, source, nacl_ids)
+        where (a finding's account and Region); else the configured NACLs the request selects.
+        ``targets``: the default when the request names none (GuardDutyTargets for a finding)."""
+        registered = self.registration.register(request, source, nacl_ids, targets)
         if registered.created:
             try:
                 self.ctx.workflow.start(Ticket.of(registered.block, reserved=registered.reserved))
@@ -146,7 +164,8 @@ class Lifecycle:
         return self.ctx.store.history(cidr)
 
     def status(self) -> Status:
-        """The configuration and the rule numbers in use: one Query per (NACL, direction)."""
+        """The configuration, the rule numbers in use (one Query per NACL and direction) and each
+        WAF IP set's fill (one BatchGetItem)."""
         settings = self.ctx.settings
         slots = []
         for key in sorted(targets(settings.nacl_refs, "both"), key=split_slot_key):
@@ -167,6 +186,7 @@ class Lifecycle:
                     limit=settings.rule_limit,
                 )
             )
+        fill = self.ctx.waf.summaries() if self.ctx.waf is not None else {}
         return Status(
             rule_number_start=settings.rule_number_start,
             rule_limit=settings.rule_limit,
@@ -174,4 +194,9 @@ class Lifecycle:
             dry_run=settings.dry_run,
             active_blocks=len(self.ctx.store.live()),
             slots=slots,
+            waf_scope=settings.waf_scope,
+            waf_sets=[
+                WafSetUsage(name=s.name, family=s.family, used=fill[s.name].count if s.name in fill else 0)
+                for s in settings.waf_sets
+            ],
         )

@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from autoblock.errors import BlockConflict, CapacityExceeded, InvalidDuration, InvalidRequest, TransientAwsError
 from autoblock.logic import clock, refs
@@ -22,7 +22,18 @@ from autoblock.logic.context import Context, count, logger
 from autoblock.logic.escalation import DAY_SECONDS, Escalation, escalate
 from autoblock.logic.reservation import Reservations
 from autoblock.logic.slots import split_slot_key, targets
-from autoblock.models import AddressLocked, Block, BlockRequest, HistoryEvent, SlotTaken, Unchanged
+from autoblock.models import (
+    TARGETS,
+    WAF_SET_LIMIT,
+    AddressLocked,
+    Block,
+    BlockRequest,
+    HistoryEvent,
+    SetFull,
+    SlotTaken,
+    Target,
+    Unchanged,
+)
 
 REGISTER_ATTEMPTS = 8  # rounds of "read the lock, then write": each lost race to another request costs one
 TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems; numbers beyond it go to the Reserve task
@@ -61,31 +72,51 @@ class Registration:
             )
         return duration
 
-    def register(self, request: BlockRequest, source: str, nacl_ids: Sequence[str] | None = None) -> Registered:
+    def register(
+        self,
+        request: BlockRequest,
+        source: str,
+        nacl_ids: Sequence[str] | None = None,
+        default_targets: Sequence[Target] | None = None,
+    ) -> Registered:
         """Create a pending block for the address, or extend its live block. A dry run (the
         request's or the stack's DryRun) only records what would happen. ``nacl_ids``: where to
         block (a finding's account and Region); else the configured NACLs the request selects.
 
         Each account and Region has its own address lock (``logic.refs``): a request spanning
         several extends the live block of each location that has one, and creates one block for
-        the locations that have none."""
+        the locations that have none.
+
+        ``targets`` (the request's, else ``default_targets``, else DefaultTargets): a block in WAF
+        holds the address lock of the stack's own account and Region, like its NACL entries there."""
         network: Network = blockable(request.ip, self.ctx.settings.policy)
         duration = self.duration(request.duration)
-        wanted = list(nacl_ids) if nacl_ids is not None else self.selected(request)
+        chosen = self.targets(request, network.version, default_targets)
+        if "nacl" not in chosen:
+            wanted: list[str] = []
+        else:
+            wanted = list(nacl_ids) if nacl_ids is not None else self.selected(request)
+        waf = "waf" in chosen
         if request.dry_run or self.ctx.settings.dry_run:
-            return self._dry_run(request, network, duration, source, wanted)
+            return self._dry_run(request, network, duration, source, wanted, waf)
         cidr = network.compressed
         slot_retries, conflicts = SLOT_RETRIES, CONFLICT_RETRIES
         extended: list[Block] = []
+        full_sets: set[str] = set()
         attempt = 0
         while attempt < REGISTER_ATTEMPTS:
             remaining = refs.locations(wanted)
+            if waf and refs.HOME not in remaining:
+                remaining.append(refs.HOME)
             address = self.ctx.store.address(cidr, remaining)
             if not address.holders:
                 try:
-                    created = self._create(request, network, source, duration, address.applied, wanted)
+                    created = self._create(request, network, source, duration, address.applied, wanted, waf, full_sets)
                 except AddressLocked:
                     attempt += 1  # another request locked the address first: look again
+                    continue
+                except SetFull as full:
+                    full_sets.add(full.name)  # filled up since we read its count: take another
                     continue
                 except SlotTaken as taken:
                     self.reservations.view.learn(taken.key, taken.number, "?")
@@ -109,13 +140,51 @@ class Registration:
                 continue
             extended.append(registered.block)
             wanted = [ref for ref in wanted if refs.location_of(ref) not in held_at]
-            if not wanted:
+            waf = waf and refs.HOME not in held_at
+            if not wanted and not waf:
                 return Registered(extended[0], "extended", others=extended[1:])
         raise self._refused(
             BlockConflict(f"the previous block of {cidr} is still being released; retry in a few seconds"),
             cidr,
             source,
         )
+
+    def targets(self, request: BlockRequest, family: int, default: Sequence[Target] | None) -> list[Target]:
+        """Where the request is to be blocked; InvalidRequest (field ``targets``) for a target the
+        stack does not have, an address family with no WAF IP set, or WAF asked to block egress
+        (WAF sees requests coming in; a block in both directions holds WAF for its ingress half)."""
+        settings = self.ctx.settings
+        chosen = list(request.targets or default or settings.default_targets)
+        if "waf" in chosen and request.direction == "egress":
+            if request.targets is not None:
+                message = 'WAF inspects requests to your resources and cannot block egress: use targets ["nacl"]'
+                raise InvalidRequest(message, [{"field": "targets", "type": "not_supported", "message": message}])
+            chosen = ["nacl"]  # a default that names WAF: an egress block still goes in the NACLs
+        if "waf" in chosen:
+            message = ""
+            if self.ctx.waf is None or not settings.waf_sets:
+                message = 'this stack has no WAF IP set (WafScope=NONE): use targets ["nacl"]'
+            elif not any(s.family == family for s in settings.waf_sets):
+                message = f"this stack has no WAF IP set for IPv{family} addresses"
+            if message:
+                raise InvalidRequest(message, [{"field": "targets", "type": "not_configured", "message": message}])
+        return chosen
+
+    def _waf_set(self, family: int, full_sets: set[str]) -> str | None:
+        """The fullest of the family's sets that still has room (so sets fill one after another and
+        an emptier one stays ready for a burst), None when every one is full."""
+        assert self.ctx.waf is not None
+        fill = self.ctx.waf.summaries()
+        room = [
+            (fill[s.name].count if s.name in fill else 0, -i, s.name)
+            for i, s in enumerate(self.ctx.settings.waf_sets)
+            if s.family == family and s.name not in full_sets
+        ]
+        room = [r for r in room if r[0] < WAF_SET_LIMIT]
+        for _, _, name in room:
+            if fill.get(name) is not None and fill[name].count >= WAF_SET_LIMIT:
+                full_sets.add(name)
+        return max(room)[2] if room else None
 
     def selected(self, request: BlockRequest) -> list[str]:
         """The configured NACLs in the request's ``accounts`` and ``regions`` (default: all of them);
@@ -156,21 +225,38 @@ class Registration:
         duration: int,
         applied: tuple[int, ...],
         nacl_ids: list[str],
+        waf: bool = False,
+        full_sets: set[str] | None = None,
     ) -> Registered:
+        settings = self.ctx.settings
         now = self.ctx.now()
         kept = self._within_window(applied, now)
         escalation = self._escalation(duration, len(kept))
         expires_at = clock.expiry(now, escalation.duration if escalation else duration)
         block = self._new_block(request, network, source, now, expires_at, nacl_ids, state="pending")
+        block.targets = [t for t in TARGETS if (nacl_ids if t == "nacl" else waf)]
         events = self._first_events(block, request, duration, escalation, now)
         rules, full = self.reservations.pick(block)
-        if full and self.ctx.settings.when_full == "reject":
+        if full and settings.when_full == "waf":
+            # WhenFull=waf: a NACL range is full, so the block goes on in WAF only.
+            why = f"no free rule number: {next(iter(full.values()))}; WhenFull=waf: blocked in WAF only"
+            block = block.model_copy(update={"nacl_ids": [], "targets": ["waf"]})
+            rules, full, waf = {}, {}, True
+            events.append(self.ctx.event(block, "rerouted", block.source, why, None, block.expires_at, now))
+        elif full and settings.when_full == "reject":
             self._reject(
                 block, events, CapacityExceeded(f"no free rule number: {next(iter(full.values()))}; WhenFull=reject")
             )
-        # One transaction holds at most 100 items: the block, its locks, its events and the offender
-        # record come first; numbers that do not fit are taken by the Reserve task.
-        room = TRANSACTION_ITEMS - 2 - len(refs.locations(block.nacl_ids)) - len(events)
+        if waf:
+            block.waf_set = self._waf_set(block.family, full_sets if full_sets is not None else set())
+            if block.waf_set is None:
+                self._waf_full(block, events)
+                block.waf_set = self._waf_set(block.family, full_sets if full_sets is not None else set())
+                if block.waf_set is None:
+                    raise CapacityExceeded(f"every WAF IP set for IPv{block.family} is full")
+        # One transaction holds at most 100 items: the block, its locks, its events, its WAF set's
+        # two items and the offender record come first; numbers that do not fit go to the Reserve task.
+        room = TRANSACTION_ITEMS - 2 - len(block.locations) - len(events) - (2 if waf else 0)
         if len(rules) > room:
             rules = dict(sorted(rules.items())[:room])
             full = {**full, "transaction": "more NACLs than one transaction holds"}
@@ -226,7 +312,31 @@ class Registration:
         count("BlocksExtended")
         return Registered(block, "extended")
 
-    def _reject(self, block: Block, events: list[HistoryEvent], error: CapacityExceeded) -> None:
+    def _waf_full(self, block: Block, events: list[HistoryEvent]) -> None:
+        """Every WAF IP set of the block's family holds 10,000 addresses: WhenFull says what now.
+        evict-soonest-expiring ends the active WAF block of that family that would end first."""
+        sets = [s.name for s in self.ctx.settings.waf_sets if s.family == block.family]
+        capacity = f"every WAF IP set for IPv{block.family} ({', '.join(sets)}) holds {WAF_SET_LIMIT:,} addresses"
+        if self.ctx.settings.when_full != "evict-soonest-expiring":
+            self._reject(block, events, CapacityExceeded(f"{capacity}; WhenFull={self.ctx.settings.when_full}"))
+        victims = [
+            b
+            for b in self.ctx.store.waf_soonest(50)
+            if b.state == "active" and b.family == block.family and b.waf_set in sets
+        ]
+        if not victims:
+            self._reject(block, events, CapacityExceeded(f"{capacity} and no active WAF block to evict"))
+        victim = victims[0]
+        logger.warning("evicting the WAF block that ends first", extra={"block_id": victim.id, "for_block": block.id})
+        count("BlocksEvicted")
+        self.reservations.evict(
+            victim.id,
+            f"evicted early for block {block.id} ({block.cidr}): {capacity}; WhenFull=evict-soonest-expiring",
+            block.source,
+        )
+        block.evicted.append({"id": victim.id, "ip": victim.cidr})
+
+    def _reject(self, block: Block, events: list[HistoryEvent], error: CapacityExceeded) -> NoReturn:
         """A new block refused before it held anything: recorded ended, with its events, then raised."""
         now = int(self.ctx.now())
         reason = f"{type(error).__name__}: {error}"
@@ -296,14 +406,20 @@ class Registration:
         return error
 
     def _dry_run(
-        self, request: BlockRequest, network: Network, duration: int, source: str, nacl_ids: list[str]
+        self,
+        request: BlockRequest,
+        network: Network,
+        duration: int,
+        source: str,
+        nacl_ids: list[str],
+        waf: bool = False,
     ) -> Registered:
         """Everything a block does but the NACL write: the checks, the escalation, the rule numbers
         it would take; recorded as a ``dry-run`` block and its events, holding nothing afterwards."""
         settings = self.ctx.settings
         now = self.ctx.now()
         cidr = network.compressed
-        address = self.ctx.store.address(cidr, refs.locations(nacl_ids))
+        address = self.ctx.store.address(cidr, refs.locations(nacl_ids) or [refs.HOME])
         existing = self.ctx.store.get(address.holder) if address.holder else None
         escalation = None
         if existing is not None and existing.live and existing.direction == request.direction:
@@ -324,6 +440,9 @@ class Registration:
                     if number is not None
                     else f"{nacl_id} {direction}: full (WhenFull={settings.when_full})"
                 )
+            if waf:
+                ip_set = self._waf_set(network.version, set())
+                places.append(f"WAF IP set {ip_set}" if ip_set else f"WAF: full (WhenFull={settings.when_full})")
             would = f"would deny {cidr} for {final} s in {', '.join(places)}"
         why = "dry_run in the request" if request.dry_run else "DryRun=true"
         expires_at = clock.expiry(now, final)
@@ -337,7 +456,7 @@ class Registration:
             state="dry-run",
             dry_run=True,
             ended_at=int(now),
-            end_reason=f"{would} ({why}); nothing was written to any NACL",
+            end_reason=f"{would} ({why}); nothing was written to any NACL{' or WAF IP set' if waf else ''}",
         )
         events = self._first_events(block, request, duration, escalation, now)
         events.append(self.ctx.event(block, "dry-run", source, block.end_reason or "", final, expires_at, now))

@@ -2,7 +2,8 @@
 
 Ending is two steps, each a conditional write, so that concurrent actors (the workflow, the API,
 an eviction, the sweeper) agree on who does it: the block moves to ``releasing`` (recording how it
-is to end), then whoever moved it removes its entries and finishes it in one transaction with its
+is to end), then whoever moved it removes its entries, takes its address out of its WAF IP set
+(and waits until an update without it has succeeded), and finishes it in one transaction with its
 event, its rule numbers and its address lock. A release that stops half-way is finished by anyone
 later (``resume_release``), with the ending it recorded.
 """
@@ -102,6 +103,10 @@ class Releases:
 
     def _complete(self, block: Block, final_state: str, reason: str) -> Block:
         left = self.enforcement.remove_entries(block)
+        if block.waf_set is not None and self.ctx.waf is not None:
+            # Out of the set's desired contents, then wait for (or write) the update without it.
+            self.ctx.waf.leave(block)
+            self.ctx.waf.flush(block.waf_set)
         if left:
             where = "; ".join(f"{refs.describe(loc)} ({why})" for loc, why in sorted(left.items()))
             reason = f"{reason}; entries left in {where}: the sweeper removes them once the role answers"

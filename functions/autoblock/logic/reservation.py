@@ -131,11 +131,15 @@ class Reservations:
                 return current  # unblocked meanwhile, or the slot was taken by a retry of this task
         raise CapacityExceeded(f"could not reserve a rule number in {key} after {RESERVE_ATTEMPTS_PER_SLOT} attempts")
 
+    def evict(self, block_id: str, reason: str, source: str) -> None:
+        """End an active block early for another (WhenFull=evict-soonest-expiring)."""
+        self._release(block_id, "evicted", reason, frozenset({"active"}), source=source)
+
     def _make_room(self, block: Block, key: str, taken: dict[int, str]) -> dict[str, str]:
         """End the active block that would end first (WhenFull=evict-soonest-expiring); its id and address."""
         capacity = self.capacity(key, taken)
-        if self.ctx.settings.when_full == "reject":
-            raise CapacityExceeded(f"no free rule number: {capacity}; WhenFull=reject")
+        if self.ctx.settings.when_full != "evict-soonest-expiring":
+            raise CapacityExceeded(f"no free rule number: {capacity}; WhenFull={self.ctx.settings.when_full}")
         holders = [
             b for b in self.ctx.store.get_many(sorted(set(taken.values()))) if b.state == "active" and b.id != block.id
         ]

@@ -3,7 +3,8 @@
 It reads the NACLs first and the table after, so that every entry it sees was written after its
 rule number was taken in the table: an entry whose number no live block holds is truly an orphan.
 It reads live blocks from the sparse ``live`` index and the slots of each (NACL, direction), so
-its cost grows with what is live (at most RuleLimit per NACL and direction), never with history.
+its cost grows with what the NACLs hold (at most RuleLimit per NACL and direction), never with
+history, nor with the active blocks held in WAF only: of those it reads only the overdue ones.
 
 Every repair is a conditional write, so two sweeps at once, or a sweep during an execution, never
 remove twice or remove what is being applied:
@@ -20,6 +21,10 @@ remove twice or remove what is being applied:
   rule, a port-specific rule): its number is held by ``foreign`` so no block tries it; it is never touched.
 * ``slot_freed``: a number held by a block that ended or vanished, or quarantined for a foreign
   entry that is gone.
+* ``waf_removed`` / ``waf_restored``: one of the stack's WAF IP sets held an address no live block
+  wants there (removed), or lacked one that a live block holds there (restored). A set whose
+  contents match its last update costs one GetIPSet per sweep; only a set that differs has its
+  members read from the table (``dal.waf``). No other IP set is ever read or touched.
 * ``unreachable`` (organization mode): a member account and Region whose NACLs could not be read
   (its member role is missing or refuses). Its NACLs and rule numbers are left exactly as they are
   until it answers again; the other accounts are swept as usual.
@@ -93,11 +98,12 @@ class Sweeper:
         configured = list(self.settings.nacl_refs)
         entries = self._entries(configured, report)  # NACLs first, the table after: see the module docstring
         now = int(self.now())
-        for block in self.table.live():
+        for block in self.table.due(now):
             self._sweep_block(block, now, report)
+        self._sweep_waf(report)
 
         # After the block repairs above, and after the NACL read: see the module docstring.
-        live = {b.id: b for b in self.table.live()}
+        live = {b.id: b for b in self.table.due(now)}
         owners = {(key, number): b for b in live.values() for key, number in b.rules.items()}
         # Only NACLs whose entries were read: a member that cannot be reached is left as it is.
         keys = targets([ref for ref in configured if ref in entries], "both")
@@ -126,6 +132,15 @@ class Sweeper:
             logger.info("sweeper repair", extra={"repair": repair.__dict__})
         self._record(report.repairs)
         return report
+
+    def _sweep_waf(self, report: SweepReport) -> None:
+        """Each of the stack's WAF IP sets made to hold exactly the table's members (``dal.waf``)."""
+        waf = self.lifecycle.ctx.waf
+        if waf is None:
+            return
+        for drift in waf.reconcile():
+            report.repairs += [Repair("waf_removed", cidr=a, detail=f"from {drift.ip_set}") for a in drift.removed]
+            report.repairs += [Repair("waf_restored", cidr=a, detail=f"to {drift.ip_set}") for a in drift.restored]
 
     def _entries(self, nacl_ids: list[str], report: SweepReport) -> dict[str, list[Entry]]:
         """The entries of every NACL that can be read, one location at a time: a member account whose

@@ -1,0 +1,367 @@
+"""The stack's WAF IP sets: the only code that reads or writes them.
+
+A set's desired contents are in the table, never in memory: one item per address it is to hold,
+``WAFSET#<set name>`` / ``<cidr>``, written in the transaction that creates the block (so the table
+never says a block is in a set it is not meant to be in), deleted when the block is released. Beside
+them, the set's summary ``WAFSET#<set name>`` / ``#SET``:
+
+* ``count``: addresses it is to hold; the create transaction's condition keeps it at 10,000 at most;
+* ``gen``: bumped by every join and leave; ``applied_gen``: the ``gen`` whose contents the set is
+  known to hold (the last successful ``UpdateIPSet`` wrote every address joined up to it);
+* ``applied_hash``: a digest of what that update wrote (the sweeper compares it with the set);
+* ``lease_owner`` / ``lease_until``: the one writer of the set, for LEASE_SECONDS at most.
+
+``flush`` is how a change reaches WAF. Whoever needs it (the Apply task of a new block, the release
+of an ended one) notes the set's ``gen`` after its own change and waits until ``applied_gen`` reaches
+it. If nobody is writing, it takes the lease and writes: it reads the set's members from the table,
+reads the set's lock token, and replaces the set's contents in one ``UpdateIPSet``. Every change
+that lands while a writer works is written by the next one, so updates coalesce by themselves: a
+burst of 5,000 blocks needs a handful of updates, not 5,000. On ``WAFOptimisticLockException``
+(someone changed the set since our read) the writer reads the table and the set again and computes
+the list anew: it never resends a list computed before the conflict. Writers pace themselves
+through one item, ``WAFRATE`` / ``WAFRATE`` (``next_at``, epoch ms), to one update every
+UPDATE_SPACING_MS across the stack (WAF allows about one per second per account and Region), and
+treat WAF's throttling as transient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from autoblock.dal.aws import CONFIG, error_code, translated
+from autoblock.dal.items import Items, plain
+from autoblock.errors import TransientAwsError
+from autoblock.models import WAF_SET_LIMIT, Block, WafSet
+
+SUMMARY = "#SET"
+RATE_KEY = {"pk": "WAFRATE", "sk": "WAFRATE"}
+UPDATE_SPACING_MS = 1100  # WAF: about one Create/Update/Put call per second per account and Region
+LEASE_SECONDS = 20  # a writer that takes longer than this is presumed dead
+FLUSH_SECONDS = 25  # how long a change waits for its update before the task is retried
+POLL_SECONDS = 0.25
+LOCK_ATTEMPTS = 6  # WAFOptimisticLockException: read again and recompute, this many times
+# What WAF answers when its rate is exceeded (and the generic throttling codes).
+THROTTLED = frozenset({"WAFLimitsExceededException", "ThrottlingException", "TooManyRequestsException"})
+
+
+def set_pk(name: str) -> str:
+    return f"WAFSET#{name}"
+
+
+def digest(addresses: Iterable[str]) -> str:
+    """What a set holds, as one short string (the sweeper's cheap comparison)."""
+    return hashlib.sha256("\n".join(sorted(addresses)).encode()).hexdigest()[:32]
+
+
+def normal(address: str) -> str:
+    return ipaddress.ip_network(address, strict=False).compressed
+
+
+def join_writes(table_name: str, block: Block) -> list[dict[str, Any]]:
+    """The two items of a block's create transaction that put its address in its set: the member,
+    and the summary's count and generation (refused once the set holds WAF_SET_LIMIT)."""
+    assert block.waf_set is not None
+    pk = set_pk(block.waf_set)
+    return [
+        {
+            "Put": {
+                "TableName": table_name,
+                "Item": {"pk": pk, "sk": block.cidr, "block_id": block.id},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": {"pk": pk, "sk": SUMMARY},
+                "UpdateExpression": "ADD #count :one, gen :one",
+                "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+                "ExpressionAttributeNames": {"#count": "count"},
+                "ExpressionAttributeValues": {":one": 1, ":limit": WAF_SET_LIMIT},
+            }
+        },
+    ]
+
+
+@dataclass(frozen=True)
+class Summary:
+    count: int = 0
+    gen: int = 0
+    applied_gen: int = 0
+    applied_hash: str = ""
+    lease_until: float = 0
+
+    @classmethod
+    def of(cls, item: dict[str, Any] | None) -> Summary:
+        if not item:
+            return cls()
+        return cls(
+            count=int(item.get("count", 0)),
+            gen=int(item.get("gen", 0)),
+            applied_gen=int(item.get("applied_gen", 0)),
+            applied_hash=str(item.get("applied_hash", "")),
+            lease_until=float(item.get("lease_until", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A set found holding something else than the table says (the sweeper's repair)."""
+
+    ip_set: str
+    removed: list[str]  # addresses it held that no live block of ours wants there
+    restored: list[str]  # active blocks' addresses it had lost
+
+
+@cache
+def _wafv2(region: str) -> Any:
+    return boto3.client("wafv2", region_name=region, config=CONFIG)
+
+
+class WafSets(Items):
+    def __init__(
+        self,
+        table_name: str,
+        sets: Sequence[WafSet],
+        scope: str,
+        region: str,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(table_name)
+        self.sets = {s.name: s for s in sets}
+        self.scope = scope
+        self.region = region
+        self.now = now
+        self.sleep = sleep
+
+    @property
+    def wafv2(self) -> Any:
+        return _wafv2(self.region)
+
+    # -- the table's side ---------------------------------------------------------------------------
+
+    def summaries(self) -> dict[str, Summary]:
+        """Every set's summary, in one BatchGetItem."""
+        if not self.sets:
+            return {}
+        keys = [{"pk": set_pk(name), "sk": SUMMARY} for name in self.sets]
+        request: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": True}}
+        found: dict[str, Summary] = {}
+        while request:
+            with translated("BatchGetItem WAF set summaries"):
+                answer = self.client.batch_get_item(RequestItems=request)
+            for item in answer["Responses"].get(self.name, []):
+                row = plain(item)
+                found[str(row["pk"]).removeprefix("WAFSET#")] = Summary.of(row)
+            request = answer.get("UnprocessedKeys") or {}
+        return {name: found.get(name, Summary()) for name in self.sets}
+
+    def _summary(self, name: str) -> Summary:
+        with translated("GetItem WAF set summary"):
+            item = self.table.get_item(Key={"pk": set_pk(name), "sk": SUMMARY}, ConsistentRead=True).get("Item")
+        return Summary.of(item)
+
+    def members(self, name: str) -> list[str]:
+        """The addresses the table says the set is to hold, in one paginated Query."""
+        condition = Key("pk").eq(set_pk(name))
+        items = self.pages(
+            "Query WAF set members", self.table.query, KeyConditionExpression=condition, ConsistentRead=True
+        )
+        return sorted(str(item["sk"]) for item in items if item["sk"] != SUMMARY)
+
+    def leave(self, block: Block) -> bool:
+        """Take the block's address out of its set's desired contents (a released block); False when
+        it was out already (a retry of the release)."""
+        if block.waf_set is None:
+            return False
+        pk = set_pk(block.waf_set)
+        writes = [
+            {
+                "Delete": {
+                    "TableName": self.name,
+                    "Key": {"pk": pk, "sk": block.cidr},
+                    "ConditionExpression": "block_id = :id",
+                    "ExpressionAttributeValues": {":id": block.id},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.name,
+                    "Key": {"pk": pk, "sk": SUMMARY},
+                    "UpdateExpression": "ADD #count :minus, gen :one",
+                    "ExpressionAttributeNames": {"#count": "count"},
+                    "ExpressionAttributeValues": {":minus": -1, ":one": 1},
+                }
+            },
+        ]
+        try:
+            with translated("TransactWriteItems WAF set leave"):
+                self.client.transact_write_items(TransactItems=writes)
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException":
+                return False  # the member is gone (or is another block's): nothing of ours to take out
+            raise
+        return True
+
+    # -- the one writer -----------------------------------------------------------------------------
+
+    def flush(self, name: str, timeout: float = FLUSH_SECONDS) -> None:
+        """Return once the set holds what the table said when this was called; write it ourselves
+        when no one else is. TransientAwsError after ``timeout`` (the task is retried)."""
+        deadline = self.now() + timeout
+        target: int | None = None
+        while True:
+            summary = self._summary(name)
+            if target is None:
+                target = summary.gen
+            if summary.applied_gen >= target:
+                return
+            if summary.lease_until < self.now():
+                owner = uuid.uuid4().hex
+                if self._lease(name, owner):
+                    try:
+                        self._write(self.sets[name], owner)
+                    finally:
+                        self._unlease(name, owner)
+                    continue
+            if self.now() > deadline:
+                raise TransientAwsError(f"WAF IP set {name}: not updated within {timeout:.0f} s")
+            self.sleep(POLL_SECONDS * random.uniform(0.5, 1.5))
+
+    def _lease(self, name: str, owner: str) -> bool:
+        now = self.now()
+        try:
+            with translated("UpdateItem WAF writer lease"):
+                self.table.update_item(
+                    Key={"pk": set_pk(name), "sk": SUMMARY},
+                    UpdateExpression="SET lease_owner = :me, lease_until = :until",
+                    ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
+                    ExpressionAttributeValues={":me": owner, ":until": int(now + LEASE_SECONDS), ":now": int(now)},
+                )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _unlease(self, name: str, owner: str) -> None:
+        try:
+            with translated("UpdateItem WAF writer lease"):
+                self.table.update_item(
+                    Key={"pk": set_pk(name), "sk": SUMMARY},
+                    UpdateExpression="REMOVE lease_owner, lease_until",
+                    ConditionExpression="lease_owner = :me",
+                    ExpressionAttributeValues={":me": owner},
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise  # else: the lease lapsed and another writer holds it now
+
+    def _pace(self) -> None:
+        """Wait for this stack's turn to update a set: one update every UPDATE_SPACING_MS."""
+        while True:
+            now_ms = int(self.now() * 1000)
+            try:
+                with translated("UpdateItem WAF update pacing"):
+                    self.table.update_item(
+                        Key=RATE_KEY,
+                        UpdateExpression="SET next_at = :next",
+                        ConditionExpression="attribute_not_exists(next_at) OR next_at <= :now",
+                        ExpressionAttributeValues={":next": now_ms + UPDATE_SPACING_MS, ":now": now_ms},
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+                return
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                old = plain(exc.response.get("Item") or {})
+                wait_ms = int(old.get("next_at", now_ms + 100)) - now_ms
+                self.sleep(min(max(wait_ms, 10), UPDATE_SPACING_MS) / 1000)
+
+    def _write(self, ip_set: WafSet, owner: str) -> tuple[list[str], list[str]]:
+        """Make the set hold the table's members; (what it held, what it holds now)."""
+        for attempt in range(LOCK_ATTEMPTS):
+            summary = self._summary(ip_set.name)  # first: every member joined up to its gen is in the Query
+            desired = self.members(ip_set.name)
+            with translated("GetIPSet"):
+                got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
+            held = sorted(normal(a) for a in got["IPSet"].get("Addresses", []))
+            if held != desired:
+                self._pace()
+                try:
+                    with translated("UpdateIPSet"):
+                        self.wafv2.update_ip_set(
+                            Name=ip_set.name,
+                            Scope=self.scope,
+                            Id=ip_set.id,
+                            Addresses=desired,
+                            LockToken=got["LockToken"],
+                        )
+                except TransientAwsError:
+                    self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
+                    continue
+                except ClientError as exc:
+                    code = error_code(exc)
+                    if code == "WAFOptimisticLockException":
+                        continue  # changed since our read: read the table and the set again
+                    if code in THROTTLED:
+                        self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
+                        continue
+                    raise
+            self._applied(ip_set.name, owner, summary.gen, digest(desired))
+            return held, desired
+        raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")
+
+    def _applied(self, name: str, owner: str, gen: int, written: str) -> None:
+        try:
+            with translated("UpdateItem WAF set applied"):
+                self.table.update_item(
+                    Key={"pk": set_pk(name), "sk": SUMMARY},
+                    UpdateExpression="SET applied_gen = :g, applied_hash = :h",
+                    ConditionExpression="lease_owner = :me AND (attribute_not_exists(applied_gen) OR applied_gen <= :g)",
+                    ExpressionAttributeValues={":g": gen, ":h": written, ":me": owner},
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise  # else: another writer recorded a later generation, or our lease lapsed
+
+    # -- the sweeper's side -------------------------------------------------------------------------
+
+    def reconcile(self) -> list[Drift]:
+        """Make each of the stack's sets hold exactly the table's members, both ways: an address no
+        block of ours wants is removed, an active block's missing address restored. A set whose
+        contents match the digest of its last update, with no change since, costs one GetIPSet and
+        its share of one BatchGetItem: the sweep never reads the members of a set that is right."""
+        drifts: list[Drift] = []
+        for name, summary in self.summaries().items():
+            ip_set = self.sets[name]
+            with translated("GetIPSet"):
+                got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
+            held = digest(normal(a) for a in got["IPSet"].get("Addresses", []))
+            expected = summary.applied_hash or digest([])
+            if summary.lease_until >= self.now() or (held == expected and summary.applied_gen >= summary.gen):
+                continue  # a writer is at work, or the set is right
+            owner = uuid.uuid4().hex
+            if not self._lease(name, owner):
+                continue
+            try:
+                before, after = self._write(ip_set, owner)
+            finally:
+                self._unlease(name, owner)
+            drift = Drift(name, sorted(set(before) - set(after)), sorted(set(after) - set(before)))
+            if drift.removed or drift.restored:
+                drifts.append(drift)
+        return drifts
