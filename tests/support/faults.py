@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -11,6 +13,11 @@ from botocore.exceptions import ClientError
 
 from autoblock.handlers import wiring
 from autoblock_local.emulator import load_template
+
+
+@dataclass
+class Calls:
+    count: int = 0
 
 
 class Faults:
@@ -67,6 +74,22 @@ class Faults:
 
         setattr(module, attr, failing)
         self.replaced.append((module, attr, real))
+
+    @contextlib.contextmanager
+    def counting(self, service: str, operation: str) -> Iterator[Calls]:
+        """Count our code's calls of one operation (each call as botocore makes it, retries aside)."""
+        calls = Calls()
+
+        def hook(**_: Any) -> None:
+            calls.count += 1
+
+        event_name = f"before-call.{service}.{operation}"
+        self.session.register(event_name, hook)
+        wiring.reset()
+        try:
+            yield calls
+        finally:
+            self.session.unregister(event_name, hook)
 
     def clear(self) -> None:
         for event_name, hook in self.registered:

@@ -1,0 +1,193 @@
+"""WAF IP sets as a block target on the emulator: the real handlers, the real workflow and moto's
+WAFv2 (with the emulator's limits: 10,000 addresses per set, one update per second). What a user
+would check: the IP sets' contents, the block as the API shows it, the table's items."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+
+from autoblock.handlers import sweeper
+from autoblock_local.emulator import REGION, FakeLambdaContext, Stack, wait_until
+from autoblock_local.invoke import call, event, settled
+from tests.integration.conftest import TOKEN
+from tests.support.faults import Faults
+
+IP, CIDR = "203.0.113.7", "203.0.113.7/32"
+
+
+@pytest.fixture
+def waf(deploy: Callable[..., Stack]) -> Stack:
+    return deploy(WafScope="REGIONAL", WafIpSetsPerFamily=2)
+
+
+def ip_sets() -> dict[str, dict[str, Any]]:
+    """The stack's IP sets as WAF holds them: name → {id, addresses}."""
+    wafv2 = boto3.client("wafv2", region_name=REGION)
+    found = {}
+    for summary in wafv2.list_ip_sets(Scope="REGIONAL")["IPSets"]:
+        got = wafv2.get_ip_set(Name=summary["Name"], Scope="REGIONAL", Id=summary["Id"])["IPSet"]
+        found[summary["Name"]] = {"id": summary["Id"], "addresses": sorted(got["Addresses"])}
+    return found
+
+
+def held(name: str = "autoblock-v4-1") -> list[str]:
+    return list(ip_sets()[name]["addresses"])
+
+
+def members(stack: Stack, name: str = "autoblock-v4-1") -> list[str]:
+    return sorted(str(i["sk"]) for i in stack.items(f"WAFSET#{name}") if i["sk"] != "#SET")
+
+
+def sweep() -> dict[str, Any]:
+    return sweeper.lambda_handler(event("schedule_sweep.json"), FakeLambdaContext(function_name="SweeperFunction"))
+
+
+def test_the_stack_has_two_sets_per_family_and_they_start_empty(waf: Stack) -> None:
+    sets = ip_sets()
+    assert sorted(sets) == ["autoblock-v4-1", "autoblock-v4-2", "autoblock-v6-1", "autoblock-v6-2"]
+    assert all(s["addresses"] == [] for s in sets.values())
+
+
+def test_a_waf_block_is_in_the_set_once_active_and_gone_after_unblock(waf: Stack) -> None:
+    # When an address is blocked in WAF
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"]})
+    assert status == 202, body
+    assert (body["targets"], body["rules"], body["waf"]["ip_set"]) == (["waf"], [], "autoblock-v4-1")
+
+    # Then once active, the set holds it and no NACL entry was written
+    shown = settled(body["id"])
+    assert (shown["state"], shown["waf"]["state"]) == ("active", "applied")
+    assert held() == [CIDR]
+    assert all(waf.managed(n) == [] for n in waf.nacl_ids)
+
+    # When it is unblocked, the set no longer holds it, nor does the table
+    status, body = call("api_delete_block.json", TOKEN, block_id=body["id"])
+    assert (status, body["state"], body["waf"]["state"]) == (200, "unblocked", "removed")
+    assert held() == []
+    assert members(waf) == []
+
+
+def test_a_waf_block_expires_out_of_the_set(waf: Stack) -> None:
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["nacl", "waf"], "duration": 2})
+    assert status == 202, body
+    assert settled(body["id"])["state"] == "active"
+    assert held() == [CIDR]
+    assert [c for _, _, c in waf.managed(waf.nacl_ids[0])] == [CIDR]
+
+    wait_until(lambda: settled(body["id"])["state"] == "expired", 20, "not expired")
+
+    assert held() == []
+    assert waf.managed(waf.nacl_ids[0]) == []
+
+
+def test_a_burst_of_blocks_coalesces_into_few_updates_and_the_set_holds_exactly_them(waf: Stack, fault: Faults) -> None:
+    # When 60 addresses are blocked in WAF at once
+    addresses = [f"198.51.100.{i + 1}" for i in range(60)]
+    with fault.counting("wafv2", "UpdateIPSet") as updates:
+
+        def block(ip: str) -> str:
+            status, body = call("api_create_block.json", TOKEN, body={"ip": ip, "targets": ["waf"]})
+            assert status == 202, body
+            return str(body["id"])
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            ids = list(pool.map(block, addresses))
+        assert all(settled(i, timeout=60)["state"] == "active" for i in ids)
+
+    # Then the set holds exactly those addresses, written in far fewer updates than blocks
+    assert held() == sorted(f"{a}/32" for a in addresses)
+    assert members(waf) == held()
+    assert 1 <= updates.count < len(addresses) // 2
+
+
+def test_a_second_writer_racing_ours_loses_nothing_and_keeps_nothing_foreign(waf: Stack, fault: Faults) -> None:
+    # Given another writer that changes the set between our read and our update (adding its own address)
+    with fault.racing_waf_writer("autoblock-v4-1", add="192.0.2.99/32") as race:
+        # When an address is blocked in WAF
+        status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"]})
+        assert status == 202, body
+        assert settled(body["id"])["state"] == "active"
+
+    # Then our update met the lock conflict, read again, and the set holds our block's address only
+    assert race.conflicts >= 1
+    assert held() == [CIDR]
+
+
+def test_the_sweeper_restores_a_lost_address_removes_a_stray_and_leaves_other_sets_alone(waf: Stack) -> None:
+    # Given an active WAF block, a set someone edited by hand, and an IP set that is not ours
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"]})
+    assert status == 202, body
+    assert settled(body["id"])["state"] == "active"
+    wafv2 = boto3.client("wafv2", region_name=REGION)
+    theirs = wafv2.create_ip_set(
+        Name="someone-elses", Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=["192.0.2.1/32"]
+    )["Summary"]
+    ours = ip_sets()["autoblock-v4-1"]
+    token = wafv2.get_ip_set(Name="autoblock-v4-1", Scope="REGIONAL", Id=ours["id"])["LockToken"]
+    wafv2.update_ip_set(
+        Name="autoblock-v4-1", Scope="REGIONAL", Id=ours["id"], Addresses=["192.0.2.66/32"], LockToken=token
+    )
+
+    # When the sweeper runs
+    report = sweep()
+
+    # Then our set holds exactly the live block's address, and the other set is untouched
+    assert held() == [CIDR]
+    assert report["repairs"].get("waf_removed") == 1 and report["repairs"].get("waf_restored") == 1
+    other = wafv2.get_ip_set(Name="someone-elses", Scope="REGIONAL", Id=theirs["Id"])["IPSet"]
+    assert other["Addresses"] == ["192.0.2.1/32"]
+
+
+def test_a_right_set_costs_the_sweeper_no_member_read(waf: Stack, fault: Faults) -> None:
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"]})
+    assert status == 202, body
+    assert settled(body["id"])["state"] == "active"
+    with fault.counting("dynamodb", "Query") as queries, fault.counting("wafv2", "UpdateIPSet") as updates:
+        report = sweep()
+    assert "waf_removed" not in report["repairs"] and "waf_restored" not in report["repairs"]
+    assert updates.count == 0
+    assert queries.count == 1  # the live index's NACL partition (no WAF set's members)
+
+
+def test_when_full_waf_blocks_in_waf_only_and_the_api_says_so(deploy: Callable[..., Stack]) -> None:
+    stack = deploy(WafScope="REGIONAL", RuleLimit=1, WhenFull="waf")
+    first = call("api_create_block.json", TOKEN, body={"ip": "198.51.100.1"})[1]
+    assert settled(first["id"])["state"] == "active"
+
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP})
+
+    assert status == 202, body
+    assert (body["targets"], body["rules"]) == (["waf"], [])
+    assert settled(body["id"])["state"] == "active"
+    assert held() == [CIDR]
+    status, history = call("api_block_history.json", TOKEN, block_id=body["id"])
+    assert status == 200, history
+    rerouted = [e for e in history["events"] if e["event"] == "rerouted"]
+    assert len(rerouted) == 1 and rerouted[0]["reason"].endswith("WhenFull=waf: blocked in WAF only")
+    assert [c for _, _, c in stack.managed(stack.nacl_ids[0])] == ["198.51.100.1/32"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "body", "message"),
+    [
+        ({}, {"ip": IP, "targets": ["waf"]}, "this stack has no WAF IP set (WafScope=NONE)"),
+        ({"WafScope": "REGIONAL"}, {"ip": IP, "targets": ["waf"], "direction": "egress"}, "cannot block egress"),
+        ({"WafScope": "REGIONAL"}, {"ip": IP, "targets": ["firewall"]}, "Input should be 'nacl' or 'waf'"),
+        ({"WafScope": "REGIONAL"}, {"ip": IP, "targets": ["waf", "waf"]}, "each target once"),
+        ({"WafScope": "REGIONAL"}, {"ip": "10.0.0.0/4", "targets": ["waf"]}, "prefix"),
+    ],
+)
+def test_bad_targets_are_refused_with_a_clear_4xx_and_nothing_written(
+    deploy: Callable[..., Stack], parameters: dict[str, str], body: dict[str, Any], message: str
+) -> None:
+    stack = deploy(**parameters)
+    status, answer = call("api_create_block.json", TOKEN, body=body)
+    assert 400 <= status < 500, answer
+    assert message in json.dumps(answer)
+    assert stack.items("BLOCK#") == [] and stack.items("WAFSET#") == []
