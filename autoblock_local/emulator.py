@@ -11,8 +11,9 @@ moto internals are touched here and nowhere else:
   DynamoDB and EC2 do. Their request handling is serialized so concurrency tests show our races,
   not moto's.
 * moto's TransactWriteItems backs up the whole table once per item of the transaction (a deep copy
-  each); it backs it up once per transaction here, which is all its rollback needs. Otherwise a
-  transaction's cost grows with the table times its items, which no DynamoDB does.
+  each); here it backs up only the items the transaction touches, which is all a rollback needs.
+  Otherwise a transaction's cost grows with the table times its items, which no DynamoDB does (a
+  burst of thousands of blocks would slow down quadratically).
 * Nothing outlives the emulated AWS: moto runs each execution in background threads it lists in
   ``moto.stepfunctions.parser.utils.TMP_THREADS`` (the execution, its program, one per Task attempt).
   When ``emulated_aws()`` closes it stops every running execution, then joins each thread started
@@ -71,6 +72,7 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.ec2.exceptions import EC2ClientError
@@ -271,19 +273,42 @@ _ORIGINAL_TRANSACT = DynamoDBBackend.transact_write_items
 
 
 def _transact_one_backup(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    """moto's TransactWriteItems with one backup copy per table (requests are serialized: see
-    ``emulated_aws``, so nothing else runs in moto's DynamoDB meanwhile)."""
-    backups: dict[int, Any] = {}
+    """moto's TransactWriteItems with a backup of only the items it touches (requests are
+    serialized: see ``emulated_aws``, so nothing else runs in moto's DynamoDB meanwhile). moto backs
+    up each whole table, which costs the table's size on every transaction; a rollback only needs
+    the items the transaction wrote, each put back as it was (or removed if it did not exist)."""
+    touched: list[tuple[Table, Any, Any, Any]] = []
+    for entry in transact_items:
+        op_type, op = next(iter(entry.items()))
+        table = self.tables.get(op.get("TableName"))
+        if table is None:
+            continue
+        key = op["Item"] if op_type == "Put" else op.get("Key", {})
+        if table.hash_key_attr not in key or (table.range_key_attr and table.range_key_attr not in key):
+            continue  # a malformed key: moto's own validation refuses it below, before any write
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        current = table.get_item(hash_value, range_value)
+        touched.append((table, hash_value, range_value, copy.deepcopy(current)))
 
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        if isinstance(value, Table):
-            if id(value) not in backups:
-                backups[id(value)] = copy.deepcopy(value)
-            return backups[id(value)]
-        return copy.deepcopy(value, memo)
+    def keep(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
-    with mock.patch.object(dynamodb_models, "copy", SimpleNamespace(deepcopy=deepcopy)):
-        _ORIGINAL_TRANSACT(self, transact_items)
+    try:
+        with mock.patch.object(dynamodb_models, "copy", SimpleNamespace(deepcopy=keep)):
+            _ORIGINAL_TRANSACT(self, transact_items)
+    except Exception:
+        for table, hash_value, range_value, original in reversed(touched):
+            if range_value is None:
+                if original is None:
+                    table.items.pop(hash_value, None)
+                else:
+                    table.items[hash_value] = original
+            elif original is None:
+                table.items[hash_value].pop(range_value, None)
+            else:
+                table.items[hash_value][range_value] = original
+        raise
 
 
 def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:

@@ -41,7 +41,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from autoblock.dal.aws import CONFIG, error_code, translated
-from autoblock.dal.items import Items, plain
+from autoblock.dal.items import Items, from_wire, plain
 from autoblock.errors import TransientAwsError
 from autoblock.models import WAF_SET_LIMIT, Block, WafSet
 
@@ -287,7 +287,7 @@ class WafSets(Items):
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                old = plain(exc.response.get("Item") or {})
+                old = plain(from_wire(exc.response.get("Item") or {}))  # an error's item comes typed
                 wait_ms = int(old.get("next_at", now_ms + 100)) - now_ms
                 self.sleep(min(max(wait_ms, 10), UPDATE_SPACING_MS) / 1000)
 
