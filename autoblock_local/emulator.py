@@ -175,6 +175,9 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
             text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], resolve(arg[1], refs))
             scope = {**refs, **variables}
             return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", lambda m: str(scope[m.group(1)]), text)
+        if fn == "Fn::Select":
+            index, items = arg
+            return resolve(items, refs)[int(resolve(index, refs))]
         if fn == "Fn::Split":
             delimiter, text = arg
             return str(resolve(text, refs)).split(delimiter)

@@ -61,7 +61,7 @@ def test_waf_is_offered_with_the_template_s_scopes_and_set_counts() -> None:
     checked = overrides.check(PARAMETERS, {"WafScope": "REGIONAL", "WafIpSetsPerFamily": "2"})
 
     assert checked == {"WafScope": "REGIONAL", "WafIpSetsPerFamily": 2}
-    with pytest.raises(overrides.OverrideError, match="WafIpSetsPerFamily=6: must be between 1 and 5"):
+    with pytest.raises(overrides.OverrideError, match="WafIpSetsPerFamily='6': must be one of 1, 2, 3, 4, 5"):
         overrides.check(PARAMETERS, {"WafIpSetsPerFamily": "6"})
     with pytest.raises(overrides.OverrideError, match="WafScope='GLOBAL': must be one of NONE, REGIONAL, CLOUDFRONT"):
         overrides.check(PARAMETERS, {"WafScope": "GLOBAL"})
