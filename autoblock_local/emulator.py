@@ -9,11 +9,24 @@ moto internals are touched here and nowhere else:
   as Lambda reports it, so the ASL's Retry and Catch see our error names.
 * moto's DynamoDB and EC2 do not apply a conditional write atomically against other threads;
   DynamoDB and EC2 do. Their request handling is serialized so concurrency tests show our races,
-  not moto's.
+  not moto's (WAF's too: see below).
 * moto's TransactWriteItems backs up the whole table once per item of the transaction (a deep copy
   each); here it backs up only the items the transaction touches, which is all a rollback needs.
   Otherwise a transaction's cost grows with the table times its items, which no DynamoDB does (a
   burst of thousands of blocks would slow down quadratically).
+* AWS WAF's limits, which moto's wafv2 (IP sets with lock tokens) does not enforce: CreateIPSet and
+  UpdateIPSet with more than ``WAF_ADDRESSES_PER_SET`` (10,000) addresses are refused with
+  ``WAFLimitsExceededException``, as AWS refuses them; and a second call of the same Create/Update/Put
+  action (``WAF_WRITE_ACTIONS``) within ``WAF_WRITE_INTERVAL`` (1 s) of the last one let through, in
+  the same account and Region, is refused with ``WAFLimitsExceededException`` saying the request rate
+  was exceeded (AWS's quota: one call of each such action a second per account and Region; CLOUDFRONT
+  scope counts in us-east-1, where its calls are made). A refused call does not move the window; one
+  let through does, whatever its outcome (a stale lock token still spent the call). The backend's
+  write methods are wrapped to do so, and each call is recorded in ``WAF_WRITES``. Calls made inside
+  ``waf_unpaced()`` (the emulator's own set-up, a test's foreign writer) are neither limited nor
+  counted. moto checks an IP set's lock token and then replaces the set in two steps, so two updates
+  with the same token could both pass on two threads; WAF's request handling is serialized, as
+  DynamoDB's and EC2's, so a stale token always gets ``WAFOptimisticLockException``.
 * Nothing outlives the emulated AWS: moto runs each execution in background threads it lists in
   ``moto.stepfunctions.parser.utils.TMP_THREADS`` (the execution, its program, one per Task attempt).
   When ``emulated_aws()`` closes it stops every running execution, then joins each thread started
@@ -46,6 +59,7 @@ import contextlib
 import contextvars
 import copy
 import importlib
+import inspect
 import io
 import ipaddress
 import json
@@ -86,6 +100,9 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.sts.exceptions import STSClientError
 from moto.sts.models import STSBackend
+from moto.wafv2.exceptions import WAFv2ClientError
+from moto.wafv2.models import GLOBAL_REGION, WAFV2Backend
+from moto.wafv2.responses import WAFV2Response
 
 from autoblock.dal.items import to_block
 from autoblock.handlers import wiring
@@ -160,6 +177,9 @@ def resolve(node: Any, refs: dict[str, Any]) -> Any:
             text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], resolve(arg[1], refs))
             scope = {**refs, **variables}
             return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", lambda m: str(scope[m.group(1)]), text)
+        if fn == "Fn::Select":
+            index, items = arg
+            return resolve(items, refs)[int(resolve(index, refs))]
         if fn == "Fn::Split":
             delimiter, text = arg
             return str(resolve(text, refs)).split(delimiter)
@@ -269,6 +289,99 @@ def _create_entry_with_quota(
 _ORIGINAL_CREATE_ENTRY = NetworkAclBackend.create_network_acl_entry
 
 
+WAF_ADDRESSES_PER_SET = 10_000  # AWS WAF's addresses per IP set; moto enforces none
+WAF_WRITE_INTERVAL = 1.0  # seconds between two calls of one WAF Create/Update/Put action, per account and Region
+WAF_WRITE_ACTIONS = {  # moto's WAFV2Backend method → the action AWS rate-limits
+    "create_ip_set": "CreateIPSet",
+    "update_ip_set": "UpdateIPSet",
+    "create_web_acl": "CreateWebACL",
+    "update_web_acl": "UpdateWebACL",
+    "create_rule_group": "CreateRuleGroup",
+    "update_rule_group": "UpdateRuleGroup",
+    "create_regex_pattern_set": "CreateRegexPatternSet",
+    "update_regex_pattern_set": "UpdateRegexPatternSet",
+    "put_logging_configuration": "PutLoggingConfiguration",
+}
+_WAF_UNPACED: contextvars.ContextVar[bool] = contextvars.ContextVar("_WAF_UNPACED", default=False)
+
+
+class WAFLimitsExceededException(WAFv2ClientError):
+    """AWS WAF's answer to a call past one of its limits (botocore sees the code as the class name)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("WAFLimitsExceededException", message)
+
+
+@dataclass(frozen=True)
+class WafWrite:
+    """One WAF Create/Update/Put call moto's backend received, and how the emulator answered it."""
+
+    at: float  # time.monotonic()
+    action: str  # UpdateIPSet, CreateIPSet, ...
+    account: str
+    region: str  # CLOUDFRONT's global scope counts in us-east-1, where its calls are made
+    name: str  # the resource's name
+    outcome: str  # "ok", or the error code it was refused with
+    throttled: bool  # refused for the request rate (outcome WAFLimitsExceededException)
+    paced: bool  # False: made inside ``waf_unpaced`` (set-up, a test's foreign writer), not rate-limited
+
+
+WAF_WRITES: list[WafWrite] = []  # every WAF write since the emulated AWS opened (the benchmark reads it)
+_WAF_LAST: dict[tuple[str, str, str], float] = {}  # (account, Region, action) → its last call let through
+_WAF_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def waf_unpaced() -> Iterator[None]:
+    """WAF writes made inside are not rate-limited and do not count against the rate: the emulator's
+    own set-up (deploy_stack) and a test's foreign writer, never the code under test."""
+    token = _WAF_UNPACED.set(True)
+    try:
+        yield
+    finally:
+        _WAF_UNPACED.reset(token)
+
+
+def _waf_limited(action: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's WAF write ``action``, refused as AWS refuses it past the rate and the set size."""
+
+    signature = inspect.signature(original)
+
+    def call(self: WAFV2Backend, *args: Any, **kwargs: Any) -> Any:
+        given = signature.bind(self, *args, **kwargs).arguments  # moto passes them by position
+        name = str(given.get("name", ""))
+        region = "us-east-1" if self.region_name == GLOBAL_REGION else self.region_name
+        paced = not _WAF_UNPACED.get()
+        now = time.monotonic()
+        key = (self.account_id, region, action)
+        with _WAF_LOCK:
+            throttled = paced and now - _WAF_LAST.get(key, -WAF_WRITE_INTERVAL) < WAF_WRITE_INTERVAL
+            if paced and not throttled:
+                _WAF_LAST[key] = now
+        outcome = "ok"
+        try:
+            if throttled:
+                raise WAFLimitsExceededException(
+                    f"AWS WAF couldn't perform the operation because the request rate was exceeded: at most one "
+                    f"{action} call every {WAF_WRITE_INTERVAL:g} s per account and Region."
+                )
+            addresses = given.get("addresses") or []
+            if action in ("CreateIPSet", "UpdateIPSet") and len(addresses) > WAF_ADDRESSES_PER_SET:
+                raise WAFLimitsExceededException(
+                    "AWS WAF couldn't perform the operation because you exceeded your resource limit: an IP set "
+                    f"holds at most {WAF_ADDRESSES_PER_SET} addresses ({len(addresses)} given)."
+                )
+            return original(self, *args, **kwargs)
+        except WAFv2ClientError as error:
+            outcome = error.error_type
+            raise
+        finally:
+            with _WAF_LOCK:
+                WAF_WRITES.append(WafWrite(now, action, self.account_id, region, name, outcome, throttled, paced))
+
+    return call
+
+
 _ORIGINAL_TRANSACT = DynamoDBBackend.transact_write_items
 
 
@@ -374,8 +487,8 @@ def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
 
 @contextlib.contextmanager
 def emulated_aws() -> Iterator[None]:
-    """moto for every service, the real handlers behind Lambda, DynamoDB and EC2 requests serialized;
-    nothing it starts outlives it, and no request leaves the machine."""
+    """moto for every service, the real handlers behind Lambda, DynamoDB, EC2 and WAF requests
+    serialized, WAF's limits enforced; nothing it starts outlives it, and no request leaves the machine."""
     closing = threading.Event()  # cuts the Retry intervals of executions short when the emulator closes
     first_thread = len(sfn_utils.TMP_THREADS)
     with (
@@ -384,12 +497,21 @@ def emulated_aws() -> Iterator[None]:
         mock.patch.object(DynamoHandler, "call_action", _serialized(DynamoHandler.call_action, threading.Lock())),
         mock.patch.object(DynamoDBBackend, "transact_write_items", _transact_one_backup),
         mock.patch.object(EC2Response, "call_action", _serialized(EC2Response.call_action, threading.Lock())),
+        mock.patch.object(WAFV2Response, "call_action", _serialized(WAFV2Response.call_action, threading.Lock())),
+        contextlib.ExitStack() as waf_limits,
         mock.patch.object(NetworkAclBackend, "create_network_acl_entry", _create_entry_with_quota),
         mock.patch.object(WaitFunction, "_wait_interval", _wait_interval),
         mock.patch.object(STSBackend, "assume_role", _assume_existing_role),
         mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=closing.wait)),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
+        for method, action in WAF_WRITE_ACTIONS.items():
+            waf_limits.enter_context(
+                mock.patch.object(WAFV2Backend, method, _waf_limited(action, getattr(WAFV2Backend, method)))
+            )
+        with _WAF_LOCK:
+            WAF_WRITES.clear()
+            _WAF_LAST.clear()
         wiring.reset()
         try:
             yield
@@ -510,6 +632,55 @@ def create_member(index: int, role_name: str, regions: tuple[str, ...] = MEMBER_
     return member
 
 
+@dataclass(frozen=True)
+class WafSet:
+    """One of the stack's WAF IP sets, as deploy_stack created it from template.yaml."""
+
+    logical_id: str  # WafIpSetV4x1, ...
+    name: str  # autoblock-v4-1, ...
+    id: str
+    arn: str
+    scope: str  # REGIONAL or CLOUDFRONT
+    family: int  # 4 or 6
+    index: int  # 1-based, among the sets of its family, in the template's order
+
+    @property
+    def region(self) -> str:
+        """Where its calls go: us-east-1 for CLOUDFRONT, as AWS requires; else the stack's Region."""
+        return "us-east-1" if self.scope == "CLOUDFRONT" else REGION
+
+    @property
+    def entry(self) -> str:
+        """The set as WAF_IP_SETS names it: ``<family>:<name>:<id>``."""
+        return f"{self.family}:{self.name}:{self.id}"
+
+
+def create_waf_sets(resources: dict[str, Any], refs: dict[str, Any]) -> list[WafSet]:
+    """Each AWS::WAFv2::IPSet of the template whose Condition holds, created on moto's wafv2 with
+    its resolved properties (outside the rate limit: CloudFormation's calls are not ours); ``refs``
+    gains what its Ref (``name|id|scope``) and GetAtt Id and Arn resolve to."""
+    created: list[WafSet] = []
+    with waf_unpaced():
+        for logical_id, resource in resources.items():
+            if resource["Type"] != "AWS::WAFv2::IPSet":
+                continue
+            if "Condition" in resource and not refs[f"Condition:{resource['Condition']}"]:
+                continue
+            props = resolve(resource.get("Properties", {}), refs)
+            scope = str(props["Scope"])
+            wafv2 = boto3.client("wafv2", region_name="us-east-1" if scope == "CLOUDFRONT" else REGION)
+            given = ("Name", "Scope", "IPAddressVersion", "Addresses", "Description", "Tags")
+            summary = wafv2.create_ip_set(**{k: props[k] for k in given if props.get(k) is not None})["Summary"]
+            family = 6 if props["IPAddressVersion"] == "IPV6" else 4
+            index = 1 + sum(1 for s in created if s.family == family)
+            found = WafSet(logical_id, summary["Name"], summary["Id"], summary["ARN"], scope, family, index)
+            refs[logical_id] = f"{found.name}|{found.id}|{scope}"
+            refs[f"{logical_id}.Id"] = found.id
+            refs[f"{logical_id}.Arn"] = found.arn
+            created.append(found)
+    return created
+
+
 @dataclass
 class Stack:
     """What a test can look at: the NACLs, the table, the executions."""
@@ -526,6 +697,51 @@ class Stack:
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions", region_name=REGION))
     ddb: Any = field(default_factory=lambda: boto3.resource("dynamodb", region_name=REGION))
     members: list[Member] = field(default_factory=list)  # organization mode: the member accounts
+    waf_sets: list[WafSet] = field(default_factory=list)  # WafScope other than NONE: the stack's IP sets
+
+    # -- WAF IP sets ------------------------------------------------------------------------
+
+    def waf_set(self, which: str | int | WafSet, index: int = 1) -> WafSet:
+        """One of the stack's IP sets: by name (``autoblock-v4-1``), or by family (4 or 6) and index."""
+        if isinstance(which, WafSet):
+            return which
+        for found in self.waf_sets:
+            if found.name == which or (found.family == which and found.index == index):
+                return found
+        raise KeyError(f"the stack has no WAF IP set {which!r} (index {index}): {[s.name for s in self.waf_sets]}")
+
+    def _wafv2(self, found: WafSet) -> Any:
+        return boto3.client("wafv2", region_name=found.region)
+
+    def waf_read(self, which: str | int | WafSet, index: int = 1) -> tuple[list[str], str]:
+        """(addresses, lock token) of one of the stack's IP sets, read through the API."""
+        found = self.waf_set(which, index)
+        answer = self._wafv2(found).get_ip_set(Name=found.name, Scope=found.scope, Id=found.id)
+        return list(answer["IPSet"]["Addresses"]), str(answer["LockToken"])
+
+    def waf_addresses(self, which: str | int | WafSet, index: int = 1) -> list[str]:
+        """The addresses one of the stack's IP sets holds, as GetIPSet returns them."""
+        return self.waf_read(which, index)[0]
+
+    def waf_fill(self) -> dict[str, int]:
+        """Set name → how many addresses it holds."""
+        return {found.name: len(self.waf_addresses(found)) for found in self.waf_sets}
+
+    def foreign_waf_update(
+        self, which: str | int | WafSet, index: int = 1, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
+    ) -> str:
+        """Another writer's update of one of the stack's IP sets (read, then UpdateIPSet with its
+        token): the set's lock token changes, so an update of ours that read before fails with
+        WAFOptimisticLockException. Outside the rate limit (``waf_unpaced``). The new lock token."""
+        found = self.waf_set(which, index)
+        with waf_unpaced():
+            addresses, token = self.waf_read(found)
+            kept = [a for a in addresses if a not in remove]
+            wanted = kept + [a for a in add if a not in kept]
+            answer = self._wafv2(found).update_ip_set(
+                Name=found.name, Scope=found.scope, Id=found.id, Addresses=wanted, LockToken=token
+            )
+        return str(answer["NextLockToken"])
 
     # -- NACLs ------------------------------------------------------------------------------
 
@@ -652,7 +868,9 @@ def deploy_stack(
     functions' environment (the handlers run in-process). Parameters as keyword arguments, over the
     template's defaults (and, with ``test_defaults``, over the tests' small RuleLimit and durations).
     ``members``: organization mode with that many member accounts, each with a NACL in each of
-    MEMBER_REGIONS (MemberNetworkAclIds) and its member role."""
+    MEMBER_REGIONS (MemberNetworkAclIds) and its member role. ``WafScope="REGIONAL"`` (or
+    ``"CLOUDFRONT"``, in us-east-1) and ``WafIpSetsPerFamily=n``: the template's IP sets are created on
+    moto's wafv2 (``Stack.waf_sets``) and the functions' WAF_IP_SETS names them."""
     template = load_template()
     resources = template["Resources"]
     ec2 = boto3.client("ec2", region_name=REGION)
@@ -699,6 +917,9 @@ def deploy_stack(
     }
     for name, node in template.get("Conditions", {}).items():  # in order: a condition may use an earlier one
         refs[f"Condition:{name}"] = condition(node, refs)
+    waf_sets = create_waf_sets(resources, refs)
+    if str(params.get("WafScope") or "NONE") != "NONE" and not waf_sets:
+        raise ValueError(f"WafScope={params['WafScope']}, but template.yaml creates no AWS::WAFv2::IPSet")
     iam = boto3.client("iam", region_name=REGION)
     role = iam.create_role(RoleName="autoblock-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     lam = boto3.client("lambda", region_name=REGION)
@@ -741,6 +962,7 @@ def deploy_stack(
         nacl_ids, table_name, state_machine_arn, env, int(params["RuleNumberStart"]), int(params["RuleLimit"]), refs
     )
     stack.members = member_accounts
+    stack.waf_sets = waf_sets
     stack.baseline = {nacl_id: stack.foreign(nacl_id) for nacl_id in [*nacl_ids, *stack.member_refs]}
     assert all(len(rules) >= len(foreign_rules) for rules in stack.baseline.values())
     DEPLOYED.append(stack)

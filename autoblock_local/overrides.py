@@ -10,6 +10,7 @@ from typing import Any
 NOT_OVERRIDABLE = {
     "NetworkAclIds": "the local stack blocks in its own demo NACLs (use --nacls for how many)",
     "ExistingTokenSecretArn": "the local stack makes its own demo token",
+    "ProtectedResourceArns": "the local stack has no load balancer or API for a web ACL to protect",
 }
 
 

@@ -24,13 +24,16 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from autoblock_local import state as statefile
+
+if TYPE_CHECKING:  # the emulator imports boto3 and moto: only after _isolate
+    from autoblock_local.emulator import WafSet
 
 DEMO_RULES: list[dict[str, Any]] = [  # what a VPC's NACL usually holds already: allow all, in and out
     {"RuleNumber": 100, "Protocol": "-1", "RuleAction": "allow", "Egress": False, "CidrBlock": "0.0.0.0/0"},
@@ -84,18 +87,25 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def hints(port: int, endpoint: str) -> list[str]:
+def hints(port: int, endpoint: str, waf_sets: Sequence[WafSet] = ()) -> list[str]:
     """Commands to paste into a new shell in the repository: each carries what it needs (the stack's
     port, the emulator's dummy credentials; curl takes the URL and token from `autoblock env`, so the
-    token is printed once) rather than relying on an export made elsewhere."""
+    token is printed once) rather than relying on an export made elsewhere. With WAF on, the first
+    IP set's addresses as the AWS CLI shows them."""
     from autoblock_local.emulator import REGION
 
     cli = f"uv run autoblock --port {port}"
     credentials = f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={REGION}"
+    waf = [
+        f"{credentials} aws wafv2 get-ip-set --scope {s.scope} --name {s.name} --id {s.id} "
+        f"--endpoint-url {endpoint} --region {s.region}"
+        for s in waf_sets[:1]
+    ]
     return [
         f"{cli} block 203.0.113.9 --for 2m --reason 'a first try'",
         f'eval "$({cli} env)" && curl -s -H "Authorization: Bearer $AUTOBLOCK_TOKEN" "$AUTOBLOCK_URL/blocks"',
         f"{credentials} aws ec2 describe-network-acls --endpoint-url {endpoint}",
+        *waf,
         f"{cli} send-event events/guardduty_ssh_bruteforce.json",
     ]
 
@@ -407,11 +417,19 @@ def _local_stack(
                         if stack.members
                         else []
                     ),
+                    *(
+                        [
+                            f"  WAF IP sets   {', '.join(s.name for s in stack.waf_sets)}  "
+                            f"({stack.waf_sets[0].scope}, {stack.waf_sets[0].region})"
+                        ]
+                        if stack.waf_sets
+                        else []
+                    ),
                     f"  state file    {path}  (the autoblock CLI reads the URL and token from it)",
                     f"  handler logs  {log_path}",
                     "",
                     f"Try, in {ROOT} (each line works as it is, in a new shell):",
-                    *(f"  {hint}" for hint in hints(args.port, endpoint)),
+                    *(f"  {hint}" for hint in hints(args.port, endpoint, stack.waf_sets)),
                     "ready",
                 ]
             )

@@ -172,6 +172,30 @@ def test_readme_s_try_it_commands_run_as_written(local: LocalStack, home: Path, 
         unblock_everything(local)
 
 
+def test_with_waf_the_ip_set_hint_works_pasted_into_a_new_shell(tools: Path, tmp_path: Path) -> None:
+    # Given a stack with WAF (its own state directory: no other stack is involved)
+    home = tmp_path / "state"
+    waf = start_local_stack(
+        tmp_path, "--parameter-overrides", "WafScope=REGIONAL WafIpSetsPerFamily=2", state_home=home
+    )
+    try:
+        lines = banner(waf)
+        assert any(line.strip().startswith("WAF IP sets   autoblock-v4-1, autoblock-v4-2, ") for line in lines)
+        start = next(i for i, line in enumerate(lines) if line.startswith("Try, in "))
+        hints = [line.strip() for line in lines[start + 1 : lines.index("ready")]]
+        (get_ip_set,) = [h for h in hints if " wafv2 get-ip-set " in h]
+
+        # When the hint is pasted
+        shown = shell(get_ip_set, home, tools)
+
+        # Then the AWS CLI shows the stack's first IPv4 set, empty
+        assert shown.returncode == 0, shown.stderr
+        ip_set = json.loads(shown.stdout)["IPSet"]
+        assert (ip_set["Name"], ip_set["IPAddressVersion"], ip_set["Addresses"]) == ("autoblock-v4-1", "IPV4", [])
+    finally:
+        stop_local_stack(waf)
+
+
 def test_a_second_stack_leaves_the_first_alone_and_its_handlers_log_to_its_file_only(
     local: LocalStack, home: Path, tools: Path, tmp_path: Path
 ) -> None:

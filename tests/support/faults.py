@@ -1,18 +1,37 @@
-"""Fault injection: AWS calls answered with an error, Lambda tasks failing, as AWS reports both."""
+"""Fault injection: AWS calls answered with an error, Lambda tasks failing, as AWS reports both; a
+second writer racing ours on a WAF IP set."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
+import json
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from autoblock.handlers import wiring
-from autoblock_local.emulator import load_template
+from autoblock_local.emulator import Stack, WafSet, load_template
+
+FOREIGN_V4 = "198.51.100.77/32"  # what the racing writer adds to an IPv4 set: not ours, never to be kept
+FOREIGN_V6 = "2001:db8:ffff::77/128"
+_RACING: contextvars.ContextVar[bool] = contextvars.ContextVar("_RACING", default=False)
+
+
+@dataclass
+class Race:
+    """What a racing writer did: each foreign update, as (set name, address added)."""
+
+    updates: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def added(self) -> list[str]:
+        return [address for _, address in self.updates]
 
 
 @dataclass
@@ -26,7 +45,8 @@ class Faults:
     good); keyword arguments are the error's other response fields, as botocore parses them, e.g.
     ``CancellationReasons=[{"Code": "TransactionConflict"}]`` for a cancelled transaction.
     faults.lambda_task("TaskFunction", "Sandbox.Timedout") makes the task's next invocation(s)
-    report that errorType. faults.clear() ends them all."""
+    report that errorType. ``with faults.racing_writer(stack):`` makes another writer update a WAF
+    IP set just before our next UpdateIPSet of it. faults.clear() ends them all."""
 
     def __init__(self) -> None:
         self.session = boto3._get_default_session()._session
@@ -90,6 +110,55 @@ class Faults:
             yield calls
         finally:
             self.session.unregister(event_name, hook)
+
+    @contextlib.contextmanager
+    def racing_writer(
+        self,
+        stack: Stack,
+        which: str | int | WafSet | None = None,
+        index: int = 1,
+        times: int = 1,
+        address: str | None = None,
+    ) -> Iterator[Race]:
+        """Inside, the next ``times`` (-1: every) UpdateIPSet our code makes on one of the stack's IP
+        sets (``which``: a name, or family and ``index``; None: any of them) is preceded by another
+        writer's update of that set through the API, which adds ``address`` (FOREIGN_V4 or FOREIGN_V6
+        by default): the set's lock token changes after we read it, so our update fails with
+        WAFOptimisticLockException, as it would on AWS when someone else edits the set meanwhile. The
+        foreign update is outside the emulator's rate limit (``Stack.foreign_waf_update``), so ours
+        meets the lock conflict rather than a throttle. Yields what the foreign writer did."""
+        target = None if which is None else stack.waf_set(which, index)
+        race, left, lock = Race(), [times], threading.Lock()
+
+        def hook(**kwargs: Any) -> None:
+            if _RACING.get():
+                return
+            body = json.loads(kwargs["params"]["body"] or b"{}")
+            if target is not None and (body.get("Name"), body.get("Id")) != (target.name, target.id):
+                return
+            with lock:  # our writers may run on several threads: exactly ``times`` races
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            found = stack.waf_set(str(body["Name"]))
+            foreign = address or (FOREIGN_V6 if found.family == 6 else FOREIGN_V4)
+            racing = _RACING.set(True)  # the foreign writer's own UpdateIPSet is not raced
+            try:
+                stack.foreign_waf_update(found, add=(foreign,))
+            finally:
+                _RACING.reset(racing)
+            race.updates.append((found.name, foreign))
+
+        event = "before-call.wafv2.UpdateIPSet"
+        self.session.register(event, hook)
+        self.registered.append((event, hook))
+        wiring.reset()  # our clients are made again, with the hook
+        try:
+            yield race
+        finally:
+            self.session.unregister(event, hook)
+            self.registered.remove((event, hook))
+            wiring.reset()
 
     def clear(self) -> None:
         for event_name, hook in self.registered:

@@ -409,6 +409,11 @@ def requests(
         if params.get("Qualifier"):
             arn = f"{arn}:{params['Qualifier']}"
         return [Request("lambda:InvokeFunction", arn)]
+    if service == "WAFV2" and operation in ("GetIPSet", "UpdateIPSet"):
+        # CLOUDFRONT-scope sets live in us-east-1 under "global", whatever Region the caller names.
+        scope = str(params["Scope"])
+        where = f"us-east-1:{account}:global" if scope == "CLOUDFRONT" else f"{region}:{account}:regional"
+        return [Request(f"wafv2:{operation}", f"arn:{partition}:wafv2:{where}/ipset/{params['Name']}/{params['Id']}")]
     if service == "STS":
         if operation == "AssumeRole":
             return [Request("sts:AssumeRole", str(params["RoleArn"]))]

@@ -123,6 +123,22 @@ def test_each_item_of_a_transaction_is_its_own_action_on_its_table() -> None:
     assert query == [iam.Request("dynamodb:Query", f"{TABLE}/index/live")]
 
 
+def test_a_waf_ip_set_call_is_its_action_on_the_set_s_arn_regional_or_global() -> None:
+    ids = {"Name": "autoblock-v4-1", "Id": "0f1e2d3c"}
+
+    regional = iam.requests("WAFV2", "UpdateIPSet", {**ids, "Scope": "REGIONAL"}, "eu-west-1", "123456789012")
+    cloudfront = iam.requests("WAFV2", "GetIPSet", {**ids, "Scope": "CLOUDFRONT"}, "us-east-1", "123456789012")
+
+    assert regional == [
+        iam.Request("wafv2:UpdateIPSet", "arn:aws:wafv2:eu-west-1:123456789012:regional/ipset/autoblock-v4-1/0f1e2d3c")
+    ]
+    assert cloudfront == [
+        iam.Request("wafv2:GetIPSet", "arn:aws:wafv2:us-east-1:123456789012:global/ipset/autoblock-v4-1/0f1e2d3c")
+    ]
+    with pytest.raises(iam.UnmappedCall, match=r"WAFV2\.ListIPSets"):  # the writer knows its sets: it never lists
+        iam.requests("WAFV2", "ListIPSets", {"Scope": "REGIONAL"}, "us-east-1", "123456789012")
+
+
 def test_an_operation_the_map_does_not_know_is_refused() -> None:
     with pytest.raises(iam.UnmappedCall, match=r"EC2\.DeleteNetworkAcl"):
         iam.requests("EC2", "DeleteNetworkAcl", {"NetworkAclId": "acl-1"}, "us-east-1", "123456789012")

@@ -17,7 +17,7 @@ import pytest
 from autoblock.models import BlockView, RuleView
 from autoblock_cli.connection import ConfigError, NotFound, resolve
 from autoblock_local import overrides, stack, state, view
-from autoblock_local.emulator import load_template
+from autoblock_local.emulator import WafSet, load_template
 
 PARAMETERS = load_template()["Parameters"]
 
@@ -55,6 +55,32 @@ def test_values_are_taken_as_the_template_types_them() -> None:
 def test_what_the_template_would_refuse_is_refused(given: dict[str, str], message: str) -> None:
     with pytest.raises(overrides.OverrideError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         overrides.check(PARAMETERS, given)
+
+
+def test_waf_is_offered_with_the_template_s_scopes_and_set_counts() -> None:
+    checked = overrides.check(PARAMETERS, {"WafScope": "REGIONAL", "WafIpSetsPerFamily": "2"})
+
+    assert checked == {"WafScope": "REGIONAL", "WafIpSetsPerFamily": 2}
+    with pytest.raises(overrides.OverrideError, match="WafIpSetsPerFamily='6': must be one of 1, 2, 3, 4, 5"):
+        overrides.check(PARAMETERS, {"WafIpSetsPerFamily": "6"})
+    with pytest.raises(overrides.OverrideError, match="WafScope='GLOBAL': must be one of NONE, REGIONAL, CLOUDFRONT"):
+        overrides.check(PARAMETERS, {"WafScope": "GLOBAL"})
+    with pytest.raises(overrides.OverrideError, match="ProtectedResourceArns cannot be overridden here"):
+        overrides.check(PARAMETERS, {"ProtectedResourceArns": "arn:aws:elasticloadbalancing:x"})
+
+
+def test_with_waf_a_hint_shows_the_first_ip_set_through_the_aws_cli() -> None:
+    v4 = WafSet("WafIpSetV4x1", "autoblock-v4-1", "0f1e", "arn:x", "REGIONAL", 4, 1)
+    v6 = WafSet("WafIpSetV6x1", "autoblock-v6-1", "9a8b", "arn:y", "REGIONAL", 6, 1)
+
+    without, with_waf = stack.hints(3000, "http://127.0.0.1:3001"), stack.hints(3000, "http://127.0.0.1:3001", [v4, v6])
+
+    assert len(without) == 4
+    assert with_waf[:3] == without[:3] and with_waf[4:] == without[3:]
+    assert with_waf[3] == (
+        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 aws wafv2 get-ip-set "
+        "--scope REGIONAL --name autoblock-v4-1 --id 0f1e --endpoint-url http://127.0.0.1:3001 --region us-east-1"
+    )
 
 
 def test_a_token_without_equals_is_refused() -> None:
