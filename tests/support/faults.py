@@ -96,12 +96,17 @@ class Faults:
         self.replaced.append((module, attr, real))
 
     @contextlib.contextmanager
-    def counting(self, service: str, operation: str) -> Iterator[Calls]:
-        """Count our code's calls of one operation (each call as botocore makes it, retries aside)."""
+    def counting(
+        self, service: str, operation: str, when: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> Iterator[Calls]:
+        """Count our code's calls of one operation (each call as botocore makes it, retries aside)
+        whose request ``when`` accepts (given the request's parameters)."""
         calls = Calls()
 
-        def hook(**_: Any) -> None:
-            calls.count += 1
+        def hook(**kwargs: Any) -> None:
+            body = kwargs["params"].get("body") or {}
+            if when(json.loads(body) if isinstance(body, bytes | str) else body):
+                calls.count += 1
 
         event_name = f"before-call.{service}.{operation}"
         self.session.register(event_name, hook)
