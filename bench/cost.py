@@ -73,6 +73,13 @@ PRICES: dict[str, Price] = {
     "xray_trace": Price(5.00 / 1e6, "trace recorded", "AWS X-Ray Pricing", "100,000 traces a month"),
     "kms_key": Price(1.00, "customer managed key-month", "AWS Key Management Service Pricing"),
     "kms_request": Price(0.03 / 1e4, "request", "AWS Key Management Service Pricing", "20,000 requests a month"),
+    # AWS WAF bills web ACLs, the rules in them and the requests they inspect; an IP set or a rule
+    # group bills nothing by itself. A rule group in a web ACL is one rule however many rules it
+    # holds (AWS Security Services Best Practices, "WAF Cost": "Each rule group (whether custom or
+    # managed) counts as a single rule for billing purposes").
+    "waf_web_acl": Price(5.00, "web ACL-month", "AWS WAF Pricing"),
+    "waf_rule": Price(1.00, "rule-month (a rule group is one rule)", "AWS WAF Pricing"),
+    "waf_request": Price(0.60 / 1e6, "request inspected", "AWS WAF Pricing"),
 }
 
 # What the template cannot say, stated once.
@@ -149,10 +156,19 @@ def parameter_values(template: Mapping[str, Any], given: Mapping[str, str] | Non
 
 
 def _condition(node: Any, template: Mapping[str, Any], params: Mapping[str, str]) -> Any:
+    if isinstance(node, list):
+        return [_condition(n, template, params) for n in node]
     if isinstance(node, dict) and len(node) == 1:
         ((fn, arg),) = node.items()
         if fn == "Ref":
-            return params[arg]
+            listed = template.get("Parameters", {}).get(arg, {}).get("Type") == "CommaDelimitedList"
+            return params[arg].split(",") if listed else params[arg]
+        if fn == "Fn::Join":
+            return str(arg[0]).join(str(p) for p in _condition(arg[1], template, params))
+        if fn == "Fn::Split":
+            return str(_condition(arg[1], template, params)).split(arg[0])
+        if fn == "Fn::Select":
+            return _condition(arg[1], template, params)[int(arg[0])]
         if fn == "Condition":
             return _condition(template["Conditions"][arg], template, params)
         if fn == "Fn::Equals":
@@ -315,6 +331,15 @@ def estimate(given: Mapping[str, str] | None = None, template: Mapping[str, Any]
             )
         elif kind == "AWS::CloudWatch::Dashboard":
             add(Line(name, "1 dashboard", 1, PRICES["dashboard"]))
+        elif kind == "AWS::WAFv2::WebACL":
+            rules = len(props.get("Rules", []))
+            add(Line(name, "1 web ACL (ProtectedResourceArns)", 1, PRICES["waf_web_acl"]))
+            add(Line(name, f"{rules} rule: the autoblock rule group", rules, PRICES["waf_rule"]))
+            add(
+                Line(name, "requests to the protected resources (your traffic: none at idle)", 0, PRICES["waf_request"])
+            )
+        elif kind == "AWS::WAFv2::RuleGroup" and not any(r["Type"] == "AWS::WAFv2::WebACL" for r in present.values()):
+            add(Line(name, "1 rule in the web ACL you add it to", 1, PRICES["waf_rule"]))
         elif kind == "AWS::CloudWatch::Alarm":
             read = alarm_metrics(r)
             what = "1 metric" if "MetricName" in props else f"metric math over {read} metrics"
@@ -348,6 +373,11 @@ SCENARIOS: dict[str, dict[str, str]] = {
     "defaults": {},
     "alarms off": {"AlarmsEnabled": "false"},
     "alarms and dashboard on": {"DashboardEnabled": "true"},
+    "WAF, the rule group in your web ACL": {"WafScope": "REGIONAL"},
+    "WAF with a web ACL of its own": {
+        "WafScope": "REGIONAL",
+        "ProtectedResourceArns": "arn:aws:elasticloadbalancing:...",
+    },
 }
 
 
@@ -358,6 +388,10 @@ def section(template: Mapping[str, Any] | None = None) -> str:
     defaults, on = results["defaults"], results["alarms and dashboard on"]
     alarm_lines = [line for line in defaults.lines if line.alarm]
     dashboard = sum(line.usd for line in on.lines if line.price is PRICES["dashboard"])
+    waf = {
+        name: sum(line.usd for line in results[name].lines if line.price.page == "AWS WAF Pricing")
+        for name in ("WAF, the rule group in your web ACL", "WAF with a web ACL of its own")
+    }
     summary = "\n".join(
         f"| {name} ({', '.join(f'{k}={v}' for k, v in SCENARIOS[name].items()) or 'no parameter changed'}) "
         f"| {_usd(r.before_alarms)} | {_usd(r.alarms)} | {_usd(r.total)} |"
@@ -380,6 +414,11 @@ The alarms (`AlarmsEnabled`, default `true`) cost {_usd(defaults.alarms)} a mont
 alarm metrics at $0.10, a metric-math alarm counting every metric it reads (one per function);
 the first 10 alarm metrics of an account are free. The dashboard (`DashboardEnabled`, default
 `false`) costs {_usd(dashboard)} a month, free while the account has fewer than 3 dashboards.
+AWS WAF (`WafScope`, default `NONE`): IP sets and a rule group bill nothing by themselves; the rule
+group in your web ACL is one rule, {_usd(waf["WAF, the rule group in your web ACL"])} a month; with `ProtectedResourceArns` the stack's
+own web ACL and that rule cost {_usd(waf["WAF with a web ACL of its own"])} a month, plus {_unit_price(PRICES["waf_request"].usd * 1e6)} per million requests it
+inspects (your traffic, not autoblock's). A rule group counts as one rule however many it holds (AWS
+Security Services Best Practices, WAF Cost).
 Free at idle: {FREE_AT_IDLE}. An idle sweep publishes no custom metric, writes no log line and is not
 traced; the stated figures (an idle sweep's duration and reads) are in `bench/cost.py`.
 {END}"""

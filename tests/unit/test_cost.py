@@ -89,3 +89,39 @@ def test_package_sizes_flag_a_function_that_ships_botocore(tmp_path: Path) -> No
         ("SweeperFunction", 0.0, ["botocore"]),
     ]
     assert cost.package_sizes(tmp_path / "missing") == []
+
+
+def test_waf_bills_nothing_while_off_and_one_rule_for_the_rule_group_in_your_web_acl() -> None:
+    off = cost.estimate(template=TEMPLATE)
+    assert not [line for line in off.lines if line.price.page == "AWS WAF Pricing"]
+
+    on = cost.estimate({"WafScope": "REGIONAL", "WafIpSetsPerFamily": "5"}, template=TEMPLATE)
+
+    (rule,) = [line for line in on.lines if line.price.page == "AWS WAF Pricing"]
+    # Ten IP sets and a rule group of ten rules: one rule of the web ACL that references the group
+    assert (rule.resource, rule.quantity, rule.usd) == ("WafRuleGroup", 1, 1.00)
+    assert round(on.before_alarms - off.before_alarms, 6) == 1.00
+
+
+def test_waf_with_a_web_acl_of_its_own_bills_the_acl_its_rule_and_the_requests_it_inspects() -> None:
+    given = {"WafScope": "REGIONAL", "ProtectedResourceArns": "arn:aws:elasticloadbalancing:x,arn:aws:apigateway:y"}
+
+    lines = {line.price.per: line for line in cost.estimate(given, template=TEMPLATE).lines}
+
+    assert (lines["web ACL-month"].resource, lines["web ACL-month"].usd) == ("WebAcl", 5.00)
+    assert (
+        lines["rule-month (a rule group is one rule)"].resource,
+        lines["rule-month (a rule group is one rule)"].usd,
+    ) == (
+        "WebAcl",
+        1.00,
+    )
+    # Requests are the protected resources' traffic, none at idle, at $0.60 a million
+    assert lines["request inspected"].quantity == 0
+    assert round(lines["request inspected"].price.usd * 1e6, 6) == 0.60
+    # The web ACL is the stack's only when WAF is on
+    assert not [
+        line
+        for line in cost.estimate({"ProtectedResourceArns": "arn:aws:x"}, template=TEMPLATE).lines
+        if line.resource == "WebAcl"
+    ]
