@@ -27,6 +27,10 @@ moto internals are touched here and nowhere else:
   counted. moto checks an IP set's lock token and then replaces the set in two steps, so two updates
   with the same token could both pass on two threads; WAF's request handling is serialized, as
   DynamoDB's and EC2's, so a stale token always gets ``WAFOptimisticLockException``.
+* moto's Step Functions parses the ASL again for every execution (``AmazonStateLanguageParser.parse``,
+  about 0.4 s of CPU, twice per StartExecution); a definition is parsed once here and its program
+  shared (``_parsed_once``: the program keeps no state of its own), so a burst of thousands of
+  executions costs what AWS's would, not minutes of parsing.
 * Nothing outlives the emulated AWS: moto runs each execution in background threads it lists in
   ``moto.stepfunctions.parser.utils.TMP_THREADS`` (the execution, its program, one per Task attempt).
   When ``emulated_aws()`` closes it stops every running execution, then joins each thread started
@@ -58,6 +62,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import functools
 import importlib
 import inspect
 import io
@@ -98,6 +103,7 @@ from moto.iam.models import iam_backends
 from moto.stepfunctions.parser import utils as sfn_utils
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.sts.exceptions import STSClientError
 from moto.sts.models import STSBackend
 from moto.wafv2.exceptions import WAFv2ClientError
@@ -424,6 +430,18 @@ def _transact_one_backup(self: DynamoDBBackend, transact_items: list[dict[str, A
         raise
 
 
+_PARSE = AmazonStateLanguageParser.parse
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_once(definition: str) -> Any:
+    """moto parses a state machine's ASL on every StartExecution, twice (a check, then the program its
+    worker runs): about 0.4 s of CPU each time with its ANTLR parser. The parsed program holds no
+    execution's state (that is all in each execution's Environment), so one parse per definition
+    serves every execution, as AWS compiles a definition once."""
+    return _PARSE(definition)
+
+
 def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
     def call_action(self: Any) -> Any:
         with lock:
@@ -503,6 +521,7 @@ def emulated_aws() -> Iterator[None]:
         mock.patch.object(WaitFunction, "_wait_interval", _wait_interval),
         mock.patch.object(STSBackend, "assume_role", _assume_existing_role),
         mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=closing.wait)),
+        mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parsed_once)),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
         for method, action in WAF_WRITE_ACTIONS.items():
