@@ -246,6 +246,7 @@ def block(
         fail(f"refused: {exc}", EXIT_REFUSED)
     except Unreachable as exc:
         fail(str(exc), EXIT_UNREACHABLE)
+    created = _created(answer)
     answer, outcome = _settled(answer, wait)
     if output is Output.json:
         emit_json(answer)
@@ -253,7 +254,7 @@ def block(
         render.block_detail(console(), answer.body, outcome.headline)
     if outcome.note:
         _stderr(outcome.note)
-    rerouted = _rerouted(api, answer.body, targets, answer.status == 202)
+    rerouted = _rerouted(api, answer.body, targets, created)
     if rerouted:
         _stderr(rerouted)
     if outcome.failed:
@@ -343,9 +344,10 @@ def _block_from_finding(
             continue
         except Unreachable as exc:
             fail(str(exc), EXIT_UNREACHABLE)
+        created = _created(answer)
         answer, outcome = _settled(answer, wait)
         failed = failed or outcome.failed
-        rerouted = _rerouted(api, answer.body, targets, answer.status == 202)
+        rerouted = _rerouted(api, answer.body, targets, created)
         answers.append({"address": offer.address, "direction": offer.direction, "block": answer.body})
         if output is Output.table:
             short = render.short_id(str(answer.body.get("id", "")))
@@ -362,10 +364,15 @@ def _block_from_finding(
 
 def _settled(answer: Answer, wait: float) -> tuple[Answer, Outcome]:
     """POST /blocks's answer once the workflow has applied it (up to ``wait`` seconds), and what it says."""
-    created = answer.status == 202
+    created = _created(answer)
     if answer.body.get("state") == "pending" and wait > 0:
         answer = _wait_while_pending(answer, wait)
     return answer, _outcome(answer.body, created)
+
+
+def _created(answer: Answer) -> bool:
+    """POST /blocks made a new block (202), rather than extending the address's live one (200)."""
+    return answer.status == 202
 
 
 def _wait_while_pending(answer: Answer, seconds: float) -> Answer:

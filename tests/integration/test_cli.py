@@ -12,7 +12,7 @@ import re
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from autoblock_cli.main import app
-from tests.integration.conftest import EVENTS, TOKEN, Stack, wait_until
+from tests.integration.conftest import EVENTS, REGION, TOKEN, Stack, wait_until
 from tests.integration.http_api import serve, serve_canned
 
 BLOCK_ID = re.compile(r"\b[0-9a-f]{32}\b")
@@ -1235,3 +1235,87 @@ def test_a_new_block_held_in_waf_only_says_why_when_it_was_not_asked_for_there()
     assert asked_nacl.stderr.strip() == f"note: held in WAF only: {REROUTED['reason']}"
     assert asked_waf.exit_code == 0 and asked_waf.stderr == ""
     assert [r["method"] for r in seen] == ["POST", "GET", "POST", "GET", "POST"]  # no history asked for waf alone
+
+
+# -- against the real API handler on a stack with WAF (WafScope=REGIONAL) ----------------------------
+# These need template.yaml's WafScope and its IP sets (waf-template) and deploy_stack creating the sets
+# (waf-emulator): until both are in, the fixture fails saying so rather than skipping.
+
+
+@pytest.fixture
+def waf_stack(deploy: Callable[..., Stack]) -> Stack:
+    stack = deploy(WafScope="REGIONAL")
+    assert stack.env.get("WAF_IP_SETS"), "deploy_stack made no WAF IP set for WafScope=REGIONAL"
+    return stack
+
+
+def waf_addresses(stack: Stack, family: int) -> list[str]:
+    """What the stack's first IP set of the family holds, as WAF has it (GetIPSet)."""
+    import boto3
+
+    entry = next(e for e in stack.env["WAF_IP_SETS"].split(",") if e.startswith(f"{family}:"))
+    _, name, set_id = entry.split(":")
+    ip_set = boto3.client("wafv2", region_name=REGION).get_ip_set(Name=name, Scope="REGIONAL", Id=set_id)
+    return sorted(ip_set["IPSet"]["Addresses"])
+
+
+def test_block_in_waf_puts_the_address_in_the_stack_s_ip_set_and_list_status_and_show_say_so(
+    waf_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with serve() as url:
+        created = run("block", "203.0.113.7", "--target", "waf", "--reason", "scanner", url=url)
+        listed = run("list", url=url)
+        status = run("status", url=url)
+
+    assert created.exit_code == 0, created.stderr
+    assert created.stdout.startswith("created: 203.0.113.7/32\n")
+    assert re.search(r"^targets\s+waf\s*$", created.stdout, re.M)
+    assert re.search(r"^WAF IP set\s+autoblock-v4-1 \(REGIONAL\): applied\s*$", created.stdout, re.M)
+    assert "rules" not in created.stdout
+    assert waf_addresses(waf_stack, 4) == ["203.0.113.7/32"]
+    assert all(waf_stack.managed(nacl_id) == [] for nacl_id in waf_stack.nacl_ids)
+    assert re.search(r"^[0-9a-f]{8}\s+203\.0\.113\.7/32\s+(ingress\s+)?active\s+-\s+v4-1\s", listed.stdout, re.M)
+    assert_fits(status.stdout, 80, ["WAF: REGIONAL", "autoblock-v4-1", "autoblock-v6-1"])
+    assert re.search(r"autoblock-v4-1\s+IPv4\s+1 of 10,000\s", status.stdout)
+    assert re.search(r"autoblock-v6-1\s+IPv6\s+0 of 10,000\s", status.stdout)
+
+
+def test_block_in_both_targets_shows_each_and_unblock_takes_it_out_of_both(waf_stack: Stack) -> None:
+    with serve() as url:
+        created = run("block", "203.0.113.8", "--target", "nacl", "--target", "waf", url=url)
+        block_id = BLOCK_ID.findall(created.stdout)[0]
+        in_waf = waf_addresses(waf_stack, 4)
+        in_nacls = {nacl_id: waf_stack.managed(nacl_id) for nacl_id in waf_stack.nacl_ids}
+        unblocked = run("unblock", block_id, url=url)
+
+    assert created.exit_code == 0, created.stderr
+    assert re.search(r"^targets\s+nacl, waf\s*$", created.stdout, re.M)
+    for nacl_id, entries in in_nacls.items():
+        [(number, _, _)] = entries
+        assert f"{nacl_id} ingress #{number}" in created.stdout
+    assert re.search(r"^WAF IP set\s+autoblock-v4-1 \(REGIONAL\): applied\s*$", created.stdout, re.M)
+    assert in_waf == ["203.0.113.8/32"]
+    assert unblocked.exit_code == 0, unblocked.stderr
+    assert re.search(r"^WAF IP set\s+autoblock-v4-1 \(REGIONAL\): removed\s*$", unblocked.stdout, re.M)
+    assert all(waf_stack.managed(nacl_id) == [] for nacl_id in waf_stack.nacl_ids)
+    assert waf_addresses(waf_stack, 4) == []
+
+
+def test_a_block_rerouted_to_waf_when_the_range_is_full_says_why_and_history_shows_it(
+    deploy: Callable[..., Stack],
+) -> None:
+    stack = deploy(WafScope="REGIONAL", WhenFull="waf", RuleLimit=1)
+    assert stack.env.get("WAF_IP_SETS"), "deploy_stack made no WAF IP set for WafScope=REGIONAL"
+    with serve() as url:
+        first = run("block", "203.0.113.10", url=url)
+        second = run("block", "203.0.113.11", url=url)
+        history = run("history", "203.0.113.11", url=url)
+
+    assert first.exit_code == 0 and second.exit_code == 0, first.stderr + second.stderr
+    assert second.stdout.startswith("created: 203.0.113.11/32\n")
+    assert second.stderr.startswith("note: held in WAF only: ")
+    assert "WhenFull=waf" in second.stderr
+    assert re.search(r"^targets\s+waf\s*$", second.stdout, re.M)
+    assert waf_addresses(stack, 4) == ["203.0.113.11/32"]
+    assert re.search(r"\srerouted\s", history.stdout)
