@@ -33,7 +33,8 @@ EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 app = typer.Typer(
     name="autoblock",
-    help="Block attacker addresses in the VPC's Network ACLs for a while, through the autoblock API.",
+    help="Block attacker addresses in the VPC's Network ACLs (and AWS WAF IP sets) for a while, "
+    "through the autoblock API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # a traceback's locals could show the token
     add_completion=False,
@@ -49,6 +50,11 @@ class Direction(StrEnum):
     ingress = "ingress"
     egress = "egress"
     both = "both"
+
+
+class Target(StrEnum):
+    nacl = "nacl"
+    waf = "waf"
 
 
 OutputOption = Annotated[
@@ -161,7 +167,16 @@ def block(
     direction: Annotated[
         Direction | None, typer.Option(help="Traffic to deny (default: ingress; with --from-finding: the finding's)")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Record the block, change no NACL")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Record the block, change no NACL or WAF set")] = False,
+    target: Annotated[
+        list[Target] | None,
+        typer.Option(
+            "--target",
+            help="Where to deny it: nacl (Network ACL entries) or waf (the stack's WAF IP sets); "
+            "repeat for both (default: the stack's DefaultTargets)",
+            show_default=False,
+        ),
+    ] = None,
     source: Annotated[
         str | None, typer.Option(help="A label naming the detector, e.g. elastalert:ssh-brute-force")
     ] = None,
@@ -192,6 +207,7 @@ def block(
     """Block an address (or extend its live block), and say what happened."""
     if no_wait:
         wait = 0.0
+    targets = [t.value for t in dict.fromkeys(target or [])]  # each once, as the API wants them
     if from_finding is not None:
         if ip is not None:
             raise typer.BadParameter("give an address or --from-finding FILE, not both", param_hint="'IP'")
@@ -199,7 +215,7 @@ def block(
             raise typer.BadParameter(
                 "the finding gives each block its reason and source", param_hint="'--reason' / '--source'"
             )
-        _block_from_finding(from_finding, yes, duration_option(for_), direction, dry_run, wait, output)
+        _block_from_finding(from_finding, yes, duration_option(for_), direction, dry_run, targets, wait, output)
         return
     if ip is None:
         raise typer.BadParameter(
@@ -221,12 +237,16 @@ def block(
         body["accounts"] = account
     if region:
         body["regions"] = region
+    if targets:
+        body["targets"] = targets
+    api = client()
     try:
-        answer = client().request("POST", "/blocks", body)
+        answer = api.request("POST", "/blocks", body)
     except ApiError as exc:
         fail(f"refused: {exc}", EXIT_REFUSED)
     except Unreachable as exc:
         fail(str(exc), EXIT_UNREACHABLE)
+    created = _created(answer)
     answer, outcome = _settled(answer, wait)
     if output is Output.json:
         emit_json(answer)
@@ -234,6 +254,9 @@ def block(
         render.block_detail(console(), answer.body, outcome.headline)
     if outcome.note:
         _stderr(outcome.note)
+    rerouted = _rerouted(api, answer.body, targets, created)
+    if rerouted:
+        _stderr(rerouted)
     if outcome.failed:
         raise typer.Exit(EXIT_REFUSED)
 
@@ -257,6 +280,7 @@ def _block_from_finding(
     seconds: int | None,
     direction: Direction | None,
     dry_run: bool,
+    targets: list[str],
     wait: float,
     output: Output,
 ) -> None:
@@ -306,6 +330,8 @@ def _block_from_finding(
             body["duration"] = seconds
         if dry_run:
             body["dry_run"] = True
+        if targets:
+            body["targets"] = targets
         try:
             answer = api.request("POST", "/blocks", body)
         except ApiError as exc:
@@ -318,14 +344,18 @@ def _block_from_finding(
             continue
         except Unreachable as exc:
             fail(str(exc), EXIT_UNREACHABLE)
+        created = _created(answer)
         answer, outcome = _settled(answer, wait)
         failed = failed or outcome.failed
+        rerouted = _rerouted(api, answer.body, targets, created)
         answers.append({"address": offer.address, "direction": offer.direction, "block": answer.body})
         if output is Output.table:
             short = render.short_id(str(answer.body.get("id", "")))
             console().print(f"{outcome.headline} {offer.direction} (block {short})")
         if outcome.note:
             _stderr(outcome.note)
+        if rerouted:
+            _stderr(rerouted)
     if output is Output.json:
         sys.stdout.write(json.dumps({"finding_id": offered.finding_id, "results": answers}) + "\n")
     if failed:
@@ -334,10 +364,15 @@ def _block_from_finding(
 
 def _settled(answer: Answer, wait: float) -> tuple[Answer, Outcome]:
     """POST /blocks's answer once the workflow has applied it (up to ``wait`` seconds), and what it says."""
-    created = answer.status == 202
+    created = _created(answer)
     if answer.body.get("state") == "pending" and wait > 0:
         answer = _wait_while_pending(answer, wait)
     return answer, _outcome(answer.body, created)
+
+
+def _created(answer: Answer) -> bool:
+    """POST /blocks made a new block (202), rather than extending the address's live one (200)."""
+    return answer.status == 202
 
 
 def _wait_while_pending(answer: Answer, seconds: float) -> Answer:
@@ -380,6 +415,25 @@ def _outcome(block: dict[str, Any], created: bool) -> Outcome:
             return Outcome(f"created: {ip}, evicting {', '.join(evicted)} to make room", note)
         return Outcome(f"created: {ip}", note)
     return Outcome(f"{state}: {ip}")
+
+
+def _rerouted(api: Client, block: dict[str, Any], asked: list[str], created: bool) -> str | None:
+    """What to say when a block that could have gone in the NACLs is held in WAF only: its
+    ``rerouted`` event's reason (WhenFull=waf and a full rule number range). Asked for at most once a
+    block, and only when the answer cannot tell a reroute from DefaultTargets=waf."""
+    if (
+        not created
+        or asked == ["waf"]
+        or block.get("targets") != ["waf"]
+        or not BLOCK_ID.fullmatch(str(block.get("id")))
+    ):
+        return None
+    try:
+        events = api.request("GET", f"/blocks/{block['id']}/history").body.get("events") or []
+    except (ApiError, Unreachable):
+        return None  # the block is made; only why it is in WAF alone is unknown
+    reasons = [str(e.get("reason", "")) for e in events if e.get("event") == "rerouted"]
+    return f"note: held in WAF only: {reasons[0]}" if reasons else None
 
 
 @app.command("list")
@@ -473,7 +527,7 @@ def _same_network(text: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Netw
 
 @app.command()
 def status(output: OutputOption = Output.table) -> None:
-    """Rule numbers used and free per NACL and direction, and the stack's settings."""
+    """Rule numbers used and free per NACL and direction, each WAF IP set's fill, and the stack's settings."""
     answer = call("GET", "/status")
     if output is Output.json:
         emit_json(answer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,12 +72,30 @@ def failures_text(block: dict[str, Any]) -> str | None:
     return "\n".join(f"{f['account']} {f['region']}: {f['reason']}" for f in failures) or None
 
 
+def targets_of(block: dict[str, Any]) -> list[str]:
+    """Where the block denies its address: ``nacl``, ``waf`` or both (an API before WAF: nacl)."""
+    return [str(t) for t in block.get("targets") or ["nacl"]]
+
+
+def waf_text(block: dict[str, Any]) -> str | None:
+    """``autoblock-v4-1 (REGIONAL): applied``; "-" for target waf before the API names the set; None
+    for a block that is not in WAF."""
+    waf = block.get("waf")
+    if not isinstance(waf, dict):
+        return "-" if "waf" in targets_of(block) else None
+    return f"{waf.get('ip_set')} ({waf.get('scope')}): {waf.get('state')}"
+
+
 def block_detail(console: Console, block: dict[str, Any], headline: str | None = None) -> None:
     if headline:
         console.print(headline)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
+    targets = targets_of(block)
+    in_waf = "waf" in targets or block.get("waf") is not None
+    # A NACL-only block keeps its one "rules" row; a block in WAF shows each target on its own row.
+    nacl_rows = [("NACL rules" if in_waf else "rules", rules_text(block))] if "nacl" in targets else []
     rows = [
         ("id", block.get("id")),
         ("ip", block.get("ip")),
@@ -85,7 +104,9 @@ def block_detail(console: Console, block: dict[str, Any], headline: str | None =
         ("dry run", "yes" if block.get("dry_run") else None),
         ("reason", block.get("reason")),
         ("source", block.get("source")),
-        ("rules", rules_text(block)),
+        ("targets", ", ".join(targets) if in_waf else None),
+        *nacl_rows,
+        ("WAF IP set", waf_text(block) if in_waf else None),
         ("not blocked in", failures_text(block)),
         ("created", block.get("created_at")),
         ("expires", block.get("expires_at")),
@@ -208,11 +229,28 @@ def rule_numbers(block: dict[str, Any]) -> str:
     )
 
 
+WAF_SET_SUFFIX = re.compile(r"-(v[46]-[0-9]+)$")  # template.yaml names them ${AWS::StackName}-v4-1 ...
+
+
+def waf_set_label(block: dict[str, Any]) -> str:
+    """The block's WAF IP set by its last part (``v4-1``: the stack's name is the same for all), "-"
+    when it is not in WAF (``show`` names the set in full)."""
+    waf = block.get("waf")
+    if not isinstance(waf, dict):
+        return "-"
+    name = str(waf.get("ip_set") or "")
+    found = WAF_SET_SUFFIX.search(name)
+    return found.group(1) if found else name or "-"
+
+
 def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
     if not blocks:
         console.print("no live blocks")
         return
-    title = f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''} (rule numbers in every NACL: autoblock show ID)"
+    # A stack with WAF: a column for each block's WAF IP set beside its NACL rule numbers.
+    in_waf = any("waf" in targets_of(b) or b.get("waf") is not None for b in blocks)
+    held = "NACL rules and WAF IP sets" if in_waf else "rule numbers in every NACL"
+    title = f"{len(blocks)} live block{'s' if len(blocks) != 1 else ''} ({held}: autoblock show ID)"
     states = [f"{b.get('state', '')}{' (dry run)' if b.get('dry_run') else ''}" for b in blocks]
     # Organization mode: where each block is (the account and Region column appears only then).
     located = len(places([r for b in blocks for r in b.get("rules") or []])) > 1
@@ -221,10 +259,12 @@ def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
         [
             Column("id", [short_id(str(b.get("id", ""))) for b in blocks]),
             Column("address", [str(b.get("ip", "")) for b in blocks]),
-            *([Column("account / Region", [where(b) for b in blocks], drop=6)] if located else []),
-            Column("direction", [str(b.get("direction", "")) for b in blocks], drop=5),
+            *([Column("account / Region", [where(b) for b in blocks], drop=7)] if located else []),
+            # with WAF, where a block is held outranks its direction (WAF denies ingress only)
+            Column("direction", [str(b.get("direction", "")) for b in blocks], drop=4 if in_waf else 5),
             Column("state", states),
-            Column("rule", [rule_numbers(b) for b in blocks], drop=4),
+            Column("rule", [rule_numbers(b) for b in blocks], drop=6 if in_waf else 4),
+            *([Column("WAF", [waf_set_label(b) for b in blocks], drop=5)] if in_waf else []),
             Column("left", [time_left(b) for b in blocks], right=True),
             Column("expires (UTC)", [_clock(b.get("expires_at"), False) for b in blocks], drop=1),
             Column("source", [_clip(str(b.get("source", "")), _source_width(console)) for b in blocks], drop=2),
@@ -232,6 +272,10 @@ def block_list(console: Console, blocks: list[dict[str, Any]]) -> None:
         ],
         title,
     )
+
+
+def _of(used: int, limit: int) -> str:
+    return f"{used:,} of {limit:,}"
 
 
 def _bar(taken: int, limit: int) -> str:
@@ -262,6 +306,7 @@ def status(console: Console, answer: dict[str, Any]) -> None:
             f"rule numbers: {rule_range}",
             f"when full: {answer.get('when_full')}",
             f"dry run: {'yes' if answer.get('dry_run') else 'no'}",
+            *([f"WAF: {answer.get('waf_scope')}"] if answer.get("waf_scope") not in (None, "NONE") else []),
         ],
     )
     slots = answer.get("slots") or []
@@ -283,6 +328,20 @@ def status(console: Console, answer: dict[str, Any]) -> None:
             Column("taken", [_bar(u + f, n) for u, f, n in zip(used, foreign, limits, strict=True)], drop=1),
         ],
     )
+    waf_sets = answer.get("waf_sets") or []
+    if waf_sets:
+        filled = [int(w.get("used", 0)) for w in waf_sets]
+        room = [int(w.get("limit", 0)) for w in waf_sets]
+        console.print()
+        print_table(
+            console,
+            [
+                Column("WAF IP set", [str(w.get("name", "")) for w in waf_sets]),
+                Column("family", [f"IPv{w.get('family')}" for w in waf_sets], drop=2),
+                Column("addresses", [_of(u, n) for u, n in zip(filled, room, strict=True)], right=True),
+                Column("taken", [_bar(u, n) for u, n in zip(filled, room, strict=True)], drop=1),
+            ],
+        )
 
 
 def _clock(text: Any, time_only: bool) -> str:

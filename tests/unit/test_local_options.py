@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import threading
 import warnings
@@ -14,10 +15,10 @@ from typing import IO, cast
 
 import pytest
 
-from autoblock.models import BlockView, RuleView
+from autoblock.models import BlockView, RuleView, WafSetUsage, WafView
 from autoblock_cli.connection import ConfigError, NotFound, resolve
 from autoblock_local import overrides, stack, state, view
-from autoblock_local.emulator import WafSet, load_template
+from autoblock_local.emulator import Stack, WafSet, load_template
 
 PARAMETERS = load_template()["Parameters"]
 
@@ -108,6 +109,52 @@ def test_the_view_shows_one_number_when_every_nacl_shares_it() -> None:
     apart = _block("b", rules=[("acl-00001", "ingress", 10), ("acl-00002", "ingress", 11), ("acl-00001", "egress", 12)])
     assert view._rules(same) == "in 10 in 2 NACLs"
     assert view._rules(apart) == "out 12 in 1 NACL, in 00001:10 in 00002:11"
+
+
+def _in_waf(block_id: str, ip_set: str, rules: list[tuple[str, str, int]] | None = None) -> BlockView:
+    targets = ["nacl", "waf"] if rules else ["waf"]
+    waf = WafView(ip_set=ip_set, scope="REGIONAL", state="applied")
+    return _block(block_id, rules=rules).model_copy(update={"targets": targets, "waf": waf})
+
+
+def _rendered(shot: view.Snapshot) -> str:
+    from rich.console import Console
+
+    out = io.StringIO()
+    fake = cast(Stack, type("FakeStack", (), {"rule_start": 10, "rule_limit": 5}))  # what render reads
+    Console(file=out, width=160).print(view.render(fake, shot))
+    return out.getvalue()
+
+
+def test_the_view_says_where_each_block_is_held_and_each_waf_set_s_fill() -> None:
+    both = _in_waf("a", "autoblock-v4-1", rules=[("acl-00001", "ingress", 10), ("acl-00002", "ingress", 10)])
+    waf_only = _in_waf("b", "autoblock-v6-1")
+    sets = [
+        WafSetUsage(name="autoblock-v4-1", family=4, used=9876),
+        WafSetUsage(name="autoblock-v6-1", family=6, used=1),
+    ]
+
+    shown = _rendered(view.Snapshot([both, waf_only], {("acl-00001", "ingress"): 1}, 0, sets, "REGIONAL"))
+
+    assert view._held(both) == "in 10 in 2 NACLs, WAF autoblock-v4-1"
+    assert view._held(waf_only) == "WAF autoblock-v6-1"
+    assert "held in" in shown and "in 10 in 2 NACLs, WAF autoblock-v4-1" in shown
+    assert "WAF IP sets (REGIONAL)" in shown
+    assert re.search(r"autoblock-v4-1\s.*IPv4\s.*9,876 of 10,000\s.*124", shown)
+    assert re.search(r"autoblock-v6-1\s.*IPv6\s.*1 of 10,000\s.*9,999", shown)
+    assert (
+        "[acl-00001 rule 10 ingress, acl-00002 rule 10 ingress, WAF autoblock-v4-1]"
+        in view.changes(None, view.Snapshot([both], {}, 0), lambda _: "x")[0]
+    )
+
+
+def test_without_waf_the_view_is_as_before() -> None:
+    nacl = _block("a", rules=[("acl-00001", "ingress", 10)])
+
+    shown = _rendered(view.Snapshot([nacl], {("acl-00001", "ingress"): 1}, 0))
+
+    assert "held in" not in shown and "WAF" not in shown
+    assert re.search(r"\brule\b", shown) and "in 10 in 1 NACL" in shown
 
 
 def test_the_line_view_prints_what_appeared_changed_and_went_away() -> None:
