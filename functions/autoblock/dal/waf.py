@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from boto3.dynamodb.conditions import Key
@@ -287,7 +287,8 @@ class WafSets(Items):
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                old = plain(from_wire(exc.response.get("Item") or {}))  # an error's item comes typed
+                item = cast(dict[str, Any], exc.response.get("Item") or {})
+                old = plain(from_wire(item))  # an error's item comes typed
                 wait_ms = int(old.get("next_at", now_ms + 100)) - now_ms
                 self.sleep(min(max(wait_ms, 10), UPDATE_SPACING_MS) / 1000)
 
