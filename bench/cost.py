@@ -94,6 +94,10 @@ IDLE_SWEEP_READS: dict[str, tuple[str, float]] = {
     # name: (how many: "2" or "2 per NACL", read units each)
     "Query of the live index": ("2", 0.5),
     "Query of the rule numbers of a NACL and direction": ("2 per NACL", 1.0),
+    # With WAF (WafScope): the overdue WAF-only blocks (none while idle), and each set's summary in
+    # one BatchGetItem (consistent, an item of under 1 KB each). GetIPSet calls bill nothing.
+    "Query of the overdue WAF-only blocks": ("1 with WAF", 0.5),
+    "summary item of a WAF IP set (BatchGetItem)": ("1 per WAF set", 1.0),
 }
 # JSON START and REPORT records Lambda writes per invocation unless SystemLogLevel is WARN or above.
 PLATFORM_LOG_BYTES = 650
@@ -245,6 +249,15 @@ def idle_sweep_output(template: Mapping[str, Any], rule_limit: int) -> tuple[lis
     return metrics, logged
 
 
+def idle_sweep_reads(nacls: int, waf_sets: int) -> dict[str, tuple[int, float]]:
+    """IDLE_SWEEP_READS for a stack: what an idle sweep reads, how many of each, and read units each."""
+    per = {"2 per NACL": 2 * nacls, "1 with WAF": 1 if waf_sets else 0, "1 per WAF set": waf_sets}
+    counted = {
+        what: (per[count] if count in per else int(count), units) for what, (count, units) in IDLE_SWEEP_READS.items()
+    }
+    return {what: (n, units) for what, (n, units) in counted.items() if n}
+
+
 def estimate(given: Mapping[str, str] | None = None, template: Mapping[str, Any] | None = None) -> Estimate:
     template = template if template is not None else load_template()
     params = parameter_values(template, given)
@@ -281,8 +294,8 @@ def estimate(given: Mapping[str, str] | None = None, template: Mapping[str, Any]
         if function_property(template, function, "Tracing") == "Active":
             add(Line(name, f"{runs:,.0f} X-Ray traces (Tracing: Active)", runs, PRICES["xray_trace"]))
         if handler == "autoblock.handlers.sweeper.lambda_handler":
-            for what, (count, units) in IDLE_SWEEP_READS.items():
-                per_sweep = 2 * nacls if count == "2 per NACL" else int(count)
+            waf_sets = 0 if params.get("WafScope", "NONE") == "NONE" else 2 * int(params["WafIpSetsPerFamily"])
+            for what, (per_sweep, units) in idle_sweep_reads(nacls, waf_sets).items():
                 add(
                     Line(
                         "BlocksTable",

@@ -172,10 +172,11 @@ class MemoryStore(Scripted):
         live = [b for b in self.blocks.values() if b.state in LIVE_STATES]
         return [b.model_copy(deep=True) for b in sorted(live, key=lambda b: (b.expires_at, b.id))]
 
-    def due(self, before: int) -> list[Block]:
-        """As the adapter: every live block but the active WAF-only ones not yet due."""
+    def due(self, before: int, waf: bool = True) -> list[Block]:
+        """As the adapter: every live block but the active WAF-only ones not yet due (or, without
+        ``waf``, any active WAF-only one)."""
         self._call("due")
-        return [b for b in self.live() if b.rules or b.state != "active" or b.expires_at < before]
+        return [b for b in self.live() if b.rules or b.state != "active" or (waf and b.expires_at < before)]
 
     def waf_soonest(self, limit: int) -> list[Block]:
         self._call("waf_soonest")

@@ -100,7 +100,13 @@ def test_waf_bills_nothing_while_off_and_one_rule_for_the_rule_group_in_your_web
     (rule,) = [line for line in on.lines if line.price.page == "AWS WAF Pricing"]
     # Ten IP sets and a rule group of ten rules: one rule of the web ACL that references the group
     assert (rule.resource, rule.quantity, rule.usd) == ("WafRuleGroup", 1, 1.00)
-    assert round(on.before_alarms - off.before_alarms, 6) == 1.00
+    # And the sweeper reads each set's summary and the overdue WAF blocks every minute
+    sweeping = [line for line in on.lines if "WAF" in line.item and line.resource == "BlocksTable"]
+    assert [(line.item.split(" (")[0], line.quantity) for line in sweeping] == [
+        ("1 x Query of the overdue WAF-only blocks", 1 * 0.5 * 43800),
+        ("10 x summary item of a WAF IP set", 10 * 1.0 * 43800),
+    ]
+    assert abs(on.before_alarms - off.before_alarms - (1.00 + sum(line.usd for line in sweeping))) < 1e-9
 
 
 def test_waf_with_a_web_acl_of_its_own_bills_the_acl_its_rule_and_the_requests_it_inspects() -> None:

@@ -84,11 +84,11 @@ class BlockTable(HistoryItems, SlotItems):
         blocks = [*self._live(LIVE), *self._live(LIVE_WAF)]
         return sorted(blocks, key=lambda b: (b.expires_at, b.id))
 
-    def due(self, before: int) -> list[Block]:
+    def due(self, before: int, waf: bool = True) -> list[Block]:
         """What the sweeper looks at: every live block that holds a rule number or is not active
-        (few: a NACL holds RuleLimit), and the active WAF-only blocks whose expiry is before
-        ``before`` (none, unless a release is late): never every active WAF block."""
-        return [*self._live(LIVE), *self._live(LIVE_WAF, before)]
+        (few: a NACL holds RuleLimit), and (``waf``) the active WAF-only blocks whose expiry is
+        before ``before`` (none, unless a release is late): never every active WAF block."""
+        return [*self._live(LIVE), *(self._live(LIVE_WAF, before) if waf else [])]
 
     def waf_soonest(self, limit: int) -> list[Block]:
         """The active WAF-only blocks that end first (eviction when every WAF IP set is full)."""

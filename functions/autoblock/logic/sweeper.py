@@ -98,12 +98,13 @@ class Sweeper:
         configured = list(self.settings.nacl_refs)
         entries = self._entries(configured, report)  # NACLs first, the table after: see the module docstring
         now = int(self.now())
-        for block in self.table.due(now):
+        for block in self.table.due(now, waf=self.lifecycle.ctx.waf is not None):
             self._sweep_block(block, now, report)
         self._sweep_waf(report)
 
-        # After the block repairs above, and after the NACL read: see the module docstring.
-        live = {b.id: b for b in self.table.due(now)}
+        # After the block repairs above, and after the NACL read: see the module docstring. The
+        # blocks that hold rule numbers are all this needs (a WAF-only block holds none).
+        live = {b.id: b for b in self.table.due(now, waf=False)}
         owners = {(key, number): b for b in live.values() for key, number in b.rules.items()}
         # Only NACLs whose entries were read: a member that cannot be reached is left as it is.
         keys = targets([ref for ref in configured if ref in entries], "both")
