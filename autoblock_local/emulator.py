@@ -36,10 +36,10 @@ moto internals are touched here and nowhere else:
   When ``emulated_aws()`` closes it stops every running execution, then joins each thread started
   meanwhile, and fails if one is still alive or an execution still RUNNING. For a stop to end an
   execution at once, two waits of moto's interpreter are made interruptible:
-  ``WaitFunction._wait_interval`` (a Wait state) sleeps in short slices and ends as soon as its
-  execution is no longer running (moto's own wait misses a StopExecution that lands before it starts
-  waiting, and then sleeps to the end of the Wait), and the Retry interval (``time.sleep`` in
-  ``retrier_decl``) ends when the emulator closes.
+  ``WaitFunction._wait_interval`` (a Wait state) sleeps in slices (a quarter of a second, growing
+  to two) and ends as soon as its execution is no longer running (moto's own wait misses a
+  StopExecution that lands before it starts waiting, and then sleeps to the end of the Wait), and
+  the Retry interval (``time.sleep`` in ``retrier_decl``) ends when the emulator closes.
 * Several accounts (organization mode): moto's AssumeRole succeeds for any role ARN, even one that
   does not exist, and the credentials act in that ARN's account. ``STSBackend.assume_role`` is
   patched to refuse (``AccessDenied``, as AWS does) a role that does not exist in its account, so a
@@ -431,6 +431,7 @@ def _transact_one_backup(self: DynamoDBBackend, transact_items: list[dict[str, A
 
 
 _PARSE = AmazonStateLanguageParser.parse
+WAIT_CHECK_MAX = 2.0
 
 
 @functools.lru_cache(maxsize=16)
@@ -497,10 +498,15 @@ def _assume_existing_role(
 
 
 def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
-    """moto's Wait, ending as soon as its execution stops (it checks every fraction of a second)."""
+    """moto's Wait, ending as soon as its execution stops: a stop wakes the wait at once; one that
+    lands between the check and the wait (moto sets and clears its event) is seen at the next check,
+    a quarter of a second later at first, then less often (at most every WAIT_CHECK_MAX seconds), so
+    thousands of waiting executions do not keep the machine busy waking up."""
     deadline = time.monotonic() + wait_seconds
+    check = 0.25
     while env.is_running() and (left := deadline - time.monotonic()) > 0:
-        env.program_state_event.wait(min(left, 0.25))
+        env.program_state_event.wait(min(left, check))
+        check = min(check * 2, WAIT_CHECK_MAX)
 
 
 @contextlib.contextmanager

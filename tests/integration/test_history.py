@@ -192,6 +192,8 @@ def test_status_counts_rule_numbers_per_nacl_and_direction(deploy: Callable[...,
         "when_full": "reject",
         "dry_run": False,
         "active_blocks": 2,
+        "waf_scope": "NONE",
+        "waf_sets": [],
     }
     assert body["slots"] == [
         {

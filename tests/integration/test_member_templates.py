@@ -170,7 +170,8 @@ def test_the_functions_may_assume_the_member_role_in_organization_mode_only() ->
         ]
     }
     for name, function in functions.items():
-        assert [p for p in function["Properties"]["Policies"] if "Fn::If" in p] == [expected], name
+        conditional = [p for p in function["Properties"]["Policies"] if "Fn::If" in p]
+        assert [p for p in conditional if p["Fn::If"][0] == "OrganizationMode"] == [expected], name
     assert "sts:AssumeRole" not in json.dumps(TEMPLATE["Resources"]["NaclWritePolicy"])
 
 

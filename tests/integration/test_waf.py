@@ -104,6 +104,16 @@ def test_a_burst_of_blocks_coalesces_into_few_updates_and_the_set_holds_exactly_
     assert held() == sorted(f"{a}/32" for a in addresses)
     assert members(waf) == held()
     assert 1 <= updates.count < len(addresses) // 2
+    # And GET /status shows each set's fill
+    status, body = call("api_status.json", TOKEN)
+    assert status == 200, body
+    assert body["waf_scope"] == "REGIONAL"
+    assert [(s["name"], s["used"], s["limit"]) for s in body["waf_sets"]] == [
+        ("autoblock-v4-1", 60, 10000),
+        ("autoblock-v4-2", 0, 10000),
+        ("autoblock-v6-1", 0, 10000),
+        ("autoblock-v6-2", 0, 10000),
+    ]
 
 
 def test_a_second_writer_racing_ours_loses_nothing_and_keeps_nothing_foreign(waf: Stack, fault: Faults) -> None:
