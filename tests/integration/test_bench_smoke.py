@@ -58,3 +58,12 @@ def test_the_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     markdown = (tmp_path / "benchmarks.md").read_text()
     assert "# Benchmarks" in markdown
     assert "## Before and after the lean core" in markdown
+    # WAF: the burst's sets hold exactly its blocks, in fewer updates than blocks, never over the rate
+    waf = report["waf"]
+    assert waf["burst"]["invariant_violations"] == 0
+    assert waf["burst"]["blocks"] == {"active": waf["burst"]["requests"]}
+    assert waf["burst"]["updates_accepted"] < waf["burst"]["requests"]
+    assert waf["burst"]["peak_updates_per_second"] <= 1
+    assert waf["sweep"]["rows"]["autoblock"]["items_read"] < waf["sweep"]["waf_blocks"]
+    assert waf["expiry_lag"]["removed"] == waf["expiry_lag"]["blocks"]
+    assert "## WAF IP sets: a burst of" in markdown
