@@ -51,6 +51,7 @@ UPDATE_SPACING_MS = 1100  # WAF: about one Create/Update/Put call per second per
 LEASE_SECONDS = 20  # a writer that takes longer than this is presumed dead
 FLUSH_SECONDS = 25  # how long a change waits for its update before the task is retried
 POLL_SECONDS = 0.25
+GET_SPACING_SECONDS = 0.25  # the sweeper's GetIPSet calls: WAF allows about 5 Get calls a second
 LOCK_ATTEMPTS = 6  # WAFOptimisticLockException: read again and recompute, this many times
 # What WAF answers when its rate is exceeded (and the generic throttling codes).
 THROTTLED = frozenset({"WAFLimitsExceededException", "ThrottlingException", "TooManyRequestsException"})
@@ -347,10 +348,17 @@ class WafSets(Items):
         contents match the digest of its last update, with no change since, costs one GetIPSet and
         its share of one BatchGetItem: the sweep never reads the members of a set that is right."""
         drifts: list[Drift] = []
-        for name, summary in self.summaries().items():
+        for i, (name, summary) in enumerate(self.summaries().items()):
             ip_set = self.sets[name]
-            with translated("GetIPSet"):
-                got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
+            if i:
+                self.sleep(GET_SPACING_SECONDS)
+            try:
+                with translated("GetIPSet"):
+                    got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
+            except (TransientAwsError, ClientError) as exc:
+                if isinstance(exc, ClientError) and error_code(exc) not in THROTTLED:
+                    raise
+                continue  # throttled (or WAF is unwell): this set waits for the next sweep
             held = digest(normal(a) for a in got["IPSet"].get("Addresses", []))
             expected = summary.applied_hash or digest([])
             if summary.lease_until >= self.now() or (held == expected and summary.applied_gen >= summary.gen):
