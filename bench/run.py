@@ -66,6 +66,8 @@ from autoblock_local.invoke import call, event, isolated_api  # noqa: E402
 from bench import cost, waf  # noqa: E402
 from bench.baseline import Seed, create_table  # noqa: E402
 from bench.history import write_history  # noqa: E402
+from bench.lag import lags_until_gone, percentile  # noqa: E402
+from bench.lag import summary as lag_summary  # noqa: E402
 from bench.probe import ENTRY, INVOKE, Recorder, ours, until_entry  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -124,11 +126,6 @@ def counting() -> Iterator[Recorder]:
 
 def tally(names: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(names).items()))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def setenv(key: str, value: str) -> None:
@@ -243,25 +240,12 @@ def expiry_lag(blocks: int) -> dict[str, Any]:
                 block = run.registration.register(request, source="bench").block
                 expiries[(block.cidr, egress)] = block.expires_at
                 stack.start(block.id)
-            gone: dict[tuple[str, bool], float] = {}
-            seen_present: set[tuple[str, bool]] = set()
-            deadline = time.time() + 60
-            while len(gone) < len(expiries) and time.time() < deadline:
-                present = {(cidr, egress) for _, egress, cidr in stack.managed(stack.nacl_ids[0])}
-                now = time.time()
-                seen_present |= present
-                for key in seen_present - present - gone.keys():
-                    gone[key] = now
-                time.sleep(0.05)
-            lags += [gone[k] - expiries[k] for k in gone]
-    return {
-        "blocks": blocks,
-        "removed": len(lags),
-        "p50_s": round(percentile(lags, 0.5), 2),
-        "p99_s": round(percentile(lags, 0.99), 2),
-        "max_s": round(max(lags), 2),
-        "early": sum(lag < 0 for lag in lags),
-    }
+            lags += lags_until_gone(
+                expiries,
+                lambda: {(cidr, egress) for _, egress, cidr in stack.managed(stack.nacl_ids[0])},
+                60,
+            )
+    return lag_summary(blocks, lags)
 
 
 def burst(requests: int, addresses: int) -> dict[str, Any]:

@@ -40,6 +40,8 @@ from autoblock_local import emulator
 from autoblock_local.emulator import FakeLambdaContext, Stack, deploy_stack, emulated_aws, wait_until
 from autoblock_local.invoke import call, event, isolated_api
 from bench import cost
+from bench.lag import lags_until_gone
+from bench.lag import summary as lag_summary
 from bench.probe import Recorder, ours
 
 TOKEN = emulator.TOKEN
@@ -54,11 +56,6 @@ def setenv(key: str, value: str) -> None:
 def address(i: int) -> str:
     """The i-th of the burst's distinct public addresses (203.0.113.0 downwards, 250 per /24)."""
     return f"203.0.{113 - i // 250}.{i % 250 + 1}"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 @contextmanager
@@ -331,25 +328,12 @@ def expiry_lag(blocks: int, wave: int = 100) -> dict[str, Any]:
                 block = run.registration.register(request, source="bench").block
                 expiries[block.cidr] = block.expires_at
                 stack.start(block.id)
-            gone: dict[str, float] = {}
-            seen: set[str] = set()
-            deadline = time.time() + 120
-            while len(gone) < len(expiries) and time.time() < deadline:
-                present = {a for s in stack.waf_sets for a in stack.waf_addresses(s)}
-                now = time.time()
-                seen |= present
-                for cidr in seen - present - gone.keys():
-                    gone[cidr] = now
-                time.sleep(0.05)
-            lags += [gone[c] - expiries[c] for c in gone]
-    return {
-        "blocks": blocks,
-        "removed": len(lags),
-        "p50_s": round(percentile(lags, 0.5), 2),
-        "p99_s": round(percentile(lags, 0.99), 2),
-        "max_s": round(max(lags), 2),
-        "early": sum(lag < 0 for lag in lags),
-    }
+            lags += lags_until_gone(
+                expiries,
+                lambda: {a for s in stack.waf_sets for a in stack.waf_addresses(s)},
+                120,
+            )
+    return lag_summary(blocks, lags)
 
 
 def run(sizes: dict[str, Any], step: Callable[[str], None] = print) -> dict[str, Any]:

@@ -312,17 +312,14 @@ class WafSets(Items):
                             Addresses=desired,
                             LockToken=got["LockToken"],
                         )
-                except TransientAwsError:
-                    self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
-                    continue
-                except ClientError as exc:
-                    code = error_code(exc)
+                except (TransientAwsError, ClientError) as exc:
+                    code = error_code(exc) if isinstance(exc, ClientError) else "transient"
                     if code == "WAFOptimisticLockException":
                         continue  # changed since our read: read the table and the set again
-                    if code in THROTTLED:
-                        self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
-                        continue
-                    raise
+                    if code not in THROTTLED and code != "transient":
+                        raise
+                    self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))  # throttled
+                    continue
             self._applied(ip_set.name, owner, summary.gen, digest(desired))
             return held, desired
         raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")
