@@ -185,10 +185,15 @@ def test_the_table_is_encrypted_with_the_aws_owned_key() -> None:
 
 
 def test_the_dashboard_shows_metrics_the_code_emits() -> None:
-    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    shown = set(re.findall(r'"(Blocks[A-Za-z]+|Slots[A-Za-z]+|Sweeper[A-Za-z]+|LiveBlocks)"', body))
-    assert shown
+    nacl, waf, end = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Join"][1]
+    names = r'"(Blocks[A-Za-z]+|Slots[A-Za-z]+|Sweeper[A-Za-z]+|LiveBlocks)"|MetricName=\\"([A-Za-z]+)\\"'
+    shown = {a or b for a, b in re.findall(names, nacl["Fn::Sub"] + waf["Fn::If"][1]["Fn::Sub"])}
+    assert "WafSetAddresses" in shown and "LiveBlocks" in shown
     assert shown <= _emitted_metric_names()
+    # The WAF widget only with WafOn; either way the body is one JSON document
+    assert waf["Fn::If"][0] == "WafOn" and waf["Fn::If"][2] == ""
+    for widgets in (nacl["Fn::Sub"] + end, nacl["Fn::Sub"] + waf["Fn::If"][1]["Fn::Sub"] + end):
+        assert json.loads(widgets.replace("${AWS::Region}", "us-east-1").replace("${BlockStateMachine}", "arn"))
 
 
 def test_history_dry_run_and_escalation_parameters_reach_every_function() -> None:

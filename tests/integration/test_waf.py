@@ -168,6 +168,8 @@ def test_a_right_set_costs_the_sweeper_no_member_read(waf: Stack, fault: Faults)
         report = sweep()
     assert "waf_removed" not in report["repairs"] and "waf_restored" not in report["repairs"]
     assert (queries.count, updates.count) == (0, 0)
+    # And it reports each set's fill (published as WafSetAddresses, the dashboard's WAF widget)
+    assert report["waf_sets"] == {"autoblock-v4-1": 1, "autoblock-v4-2": 0, "autoblock-v6-1": 0, "autoblock-v6-2": 0}
 
 
 def test_when_full_waf_blocks_in_waf_only_and_the_api_says_so(deploy: Callable[..., Stack]) -> None:

@@ -544,7 +544,7 @@ class MemoryWaf(Scripted):
             self.sets[name] = wanted
             self.updates.append(name)
 
-    def reconcile(self) -> list[SetDrift]:
+    def reconcile(self) -> tuple[list[SetDrift], dict[str, int]]:
         self._call("reconcile")
         drifts = []
         for name, held in self.sets.items():
@@ -553,7 +553,7 @@ class MemoryWaf(Scripted):
                 drifts.append(SetDrift(name, sorted(held - wanted), sorted(wanted - held)))
                 self.sets[name] = wanted
                 self.updates.append(name)
-        return drifts
+        return drifts, {name: len(self.store.waf_members.get(name, {})) for name in self.sets}
 
 
 # -- the workflow ---------------------------------------------------------------------------------

@@ -339,13 +339,15 @@ class WafSets(Items):
 
     # -- the sweeper's side -------------------------------------------------------------------------
 
-    def reconcile(self) -> list[Drift]:
+    def reconcile(self) -> tuple[list[Drift], dict[str, int]]:
         """Make each of the stack's sets hold exactly the table's members, both ways: an address no
         block of ours wants is removed, an active block's missing address restored. A set whose
         contents match the digest of its last update, with no change since, costs one GetIPSet and
-        its share of one BatchGetItem: the sweep never reads the members of a set that is right."""
+        its share of one BatchGetItem: the sweep never reads the members of a set that is right.
+        Answers the repairs and each set's fill (addresses it is to hold)."""
         drifts: list[Drift] = []
-        for i, (name, summary) in enumerate(self.summaries().items()):
+        summaries = self.summaries()
+        for i, (name, summary) in enumerate(summaries.items()):
             ip_set = self.sets[name]
             if i:
                 self.sleep(GET_SPACING_SECONDS)
@@ -370,4 +372,4 @@ class WafSets(Items):
             drift = Drift(name, sorted(set(before) - set(after)), sorted(set(after) - set(before)))
             if drift.removed or drift.restored:
                 drifts.append(drift)
-        return drifts
+        return drifts, {name: summary.count for name, summary in summaries.items()}

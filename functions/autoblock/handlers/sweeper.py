@@ -26,13 +26,19 @@ def record(report: SweepReport, rule_limit: int) -> dict[str, Any]:
     """Publish what the sweep has to say and return its summary.
 
     Only when it is not zero: repairs per kind (dimension ``Kind``) and their total (the repairs
-    alarm's metric), the live blocks, and the fullest (NACL, direction) range in percent of
-    RuleLimit (the 80 % alarm's metric). Rule numbers per NACL are in the summary and GET /status.
+    alarm's metric), the live blocks, the fullest (NACL, direction) range in percent of
+    RuleLimit (the 80 % alarm's metric), and the addresses each WAF IP set holds (``WafSetAddresses``,
+    dimension ``IpSet``: the dashboard's WAF widget). Rule numbers per NACL are in the summary and
+    GET /status.
     """
     counts = report.counts()
     for kind, count in counts.items():
         with single_metric(name="SweeperRepairs", unit=MetricUnit.Count, value=count) as metric:
             metric.add_dimension(name="Kind", value=kind)
+    for ip_set, used in sorted(report.waf_sets.items()):
+        if used:
+            with single_metric(name="WafSetAddresses", unit=MetricUnit.Count, value=used) as metric:
+                metric.add_dimension(name="IpSet", value=ip_set)
     fullest = max(report.slots_in_use.values(), default=0) * 100 / rule_limit
     if report.repairs:
         metrics.add_metric(name="SweeperRepairsTotal", unit=MetricUnit.Count, value=len(report.repairs))
@@ -48,6 +54,7 @@ def record(report: SweepReport, rule_limit: int) -> dict[str, Any]:
         "entries_seen": report.entries_seen,
         "slots_in_use": report.slots_in_use,
         "slots_in_use_percent_max": fullest,
+        **({"waf_sets": report.waf_sets} if report.waf_sets else {}),
     }
 
 

@@ -70,6 +70,7 @@ class SweepReport:
     slots_seen: int = 0
     entries_seen: int = 0
     slots_in_use: dict[str, int] = field(default_factory=dict)  # "<nacl>|<direction>" → numbers held
+    waf_sets: dict[str, int] = field(default_factory=dict)  # WAF IP set → addresses it is to hold
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -139,7 +140,9 @@ class Sweeper:
         waf = self.lifecycle.ctx.waf
         if waf is None:
             return
-        for drift in waf.reconcile():
+        drifts, fill = waf.reconcile()
+        report.waf_sets = dict(fill)
+        for drift in drifts:
             report.repairs += [Repair("waf_removed", cidr=a, detail=f"from {drift.ip_set}") for a in drift.removed]
             report.repairs += [Repair("waf_restored", cidr=a, detail=f"to {drift.ip_set}") for a in drift.restored]
 
