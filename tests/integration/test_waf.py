@@ -208,3 +208,22 @@ def test_bad_targets_are_refused_with_a_clear_4xx_and_nothing_written(
     assert 400 <= status < 500, answer
     assert message in json.dumps(answer)
     assert stack.items("BLOCK#") == [] and stack.items("WAFSET#") == []
+
+
+def test_a_full_set_sends_blocks_to_the_next_and_every_set_full_is_refused(waf: Stack) -> None:
+    # Given the first IPv4 set holds 10,000 addresses (its summary says so)
+    table = waf.ddb.Table(waf.table_name)
+    table.put_item(Item={"pk": "WAFSET#autoblock-v4-1", "sk": "#SET", "count": 10_000, "gen": 0, "applied_gen": 0})
+
+    # When an address is blocked in WAF, it goes to the second set
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"]})
+    assert (status, body["waf"]["ip_set"]) == (202, "autoblock-v4-2"), body
+    assert settled(body["id"])["state"] == "active"
+    assert held("autoblock-v4-2") == [CIDR]
+
+    # And with the second set full too, the next one is refused (WhenFull=reject) and nothing is written
+    table.put_item(Item={"pk": "WAFSET#autoblock-v4-2", "sk": "#SET", "count": 10_000, "gen": 0, "applied_gen": 0})
+    status, body = call("api_create_block.json", TOKEN, body={"ip": "198.51.100.5", "targets": ["waf"]})
+    assert status == 503, body
+    assert "every WAF IP set for IPv4" in body["message"]
+    assert members(waf, "autoblock-v4-1") == [] and members(waf, "autoblock-v4-2") == [CIDR]
