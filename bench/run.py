@@ -924,7 +924,7 @@ call) against the digest its last update recorded in the set's summary item, all
 BatchGetItem. A set's members are read only when it differs. The NACL blocks cost what they did
 before: the live index's `LIVE` partition and the rule numbers of each NACL and direction.
 
-## Expiry lag of WAF-held blocks ({lag["blocks"]} blocks of 4-8 s, real executions)
+## Expiry lag of WAF-held blocks ({lag["blocks"]} blocks of 20-24 s, real executions, in waves of 100)
 
 From `expires_at` to the address gone from its set: p50 {lag["p50_s"]} s, p99 {lag["p99_s"]} s,
 max {lag["max_s"]} s; {lag["removed"]} of {lag["blocks"]} removed; {lag["early"]} early.
