@@ -48,10 +48,10 @@ from autoblock.models import WAF_SET_LIMIT, Block, WafSet
 SUMMARY = "#SET"
 RATE_KEY = {"pk": "WAFRATE", "sk": "WAFRATE"}
 UPDATE_SPACING_MS = 1050  # WAF: about one Create/Update/Put call per second per account and Region
-EXTRA_WRITES = 4  # a writer writes again, at most this often, while changes keep arriving
+EXTRA_WRITES = 8  # a writer writes again, at most this often, while changes keep arriving
 LEASE_SECONDS = 20  # a writer that takes longer than this is presumed dead
 FLUSH_SECONDS = 25  # how long a change waits for its update before the task is retried
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.25  # a waiter looks again every 0.125-0.375 s
 GET_SPACING_SECONDS = 0.25  # the sweeper's GetIPSet calls: WAF allows about 5 Get calls a second
 LOCK_ATTEMPTS = 6  # WAFOptimisticLockException: read again and recompute, this many times
 # What WAF answers when its rate is exceeded (and the generic throttling codes).
@@ -306,34 +306,40 @@ class WafSets(Items):
 
     def _write(self, ip_set: WafSet, owner: str) -> tuple[list[str], list[str], int]:
         """Make the set hold the table's members; (what it held, what it holds now, the generation
-        that is)."""
-        for attempt in range(LOCK_ATTEMPTS):
+        that is). The members are read again after waiting for our turn (pacing), so what changed
+        meanwhile goes out in this update rather than the next."""
+        first: list[str] | None = None
+        paced = False
+        for attempt in range(2 * LOCK_ATTEMPTS):
             summary = self._summary(ip_set.name)  # first: every member joined up to its gen is in the Query
             desired = self.members(ip_set.name)
             with translated("GetIPSet"):
                 got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
             held = sorted(normal(a) for a in got["IPSet"].get("Addresses", []))
-            if held != desired:
+            first = held if first is None else first
+            if held == desired:
+                self._applied(ip_set.name, owner, summary.gen, digest(desired))
+                return first, desired, summary.gen
+            if not paced:
                 self._pace()
-                try:
-                    with translated("UpdateIPSet"):
-                        self.wafv2.update_ip_set(
-                            Name=ip_set.name,
-                            Scope=self.scope,
-                            Id=ip_set.id,
-                            Addresses=desired,
-                            LockToken=got["LockToken"],
-                        )
-                except (TransientAwsError, ClientError) as exc:
-                    code = error_code(exc) if isinstance(exc, ClientError) else "transient"
-                    if code == "WAFOptimisticLockException":
-                        continue  # changed since our read: read the table and the set again
-                    if code not in THROTTLED and code != "transient":
-                        raise
-                    self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))  # throttled
-                    continue
+                paced = True
+                continue  # read again: our turn may have taken a second
+            paced = False  # a call let through spends the turn, whatever its outcome
+            try:
+                with translated("UpdateIPSet"):
+                    self.wafv2.update_ip_set(
+                        Name=ip_set.name, Scope=self.scope, Id=ip_set.id, Addresses=desired, LockToken=got["LockToken"]
+                    )
+            except (TransientAwsError, ClientError) as exc:
+                code = error_code(exc) if isinstance(exc, ClientError) else "transient"
+                if code == "WAFOptimisticLockException":
+                    continue  # changed since our read: read the table and the set again
+                if code not in THROTTLED and code != "transient":
+                    raise
+                self.sleep(min(2.0, 0.25 * 2 ** (attempt // 2)) * random.uniform(0.5, 1.0))  # throttled
+                continue
             self._applied(ip_set.name, owner, summary.gen, digest(desired))
-            return held, desired, summary.gen
+            return first, desired, summary.gen
         raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")
 
     def _applied(self, name: str, owner: str, gen: int, written: str) -> None:
