@@ -906,7 +906,8 @@ Answers {json.dumps(b["statuses"])} in {b["answered_s"]} s, all applied after {b
 {json.dumps(b["blocks"])}; sets {json.dumps(b["fill"])}. **UpdateIPSet: {b["update_calls"]} calls
 ({b["updates_accepted"]} accepted, refused {json.dumps(b["updates_refused"])}), {b["updates_per_block"]} per block;
 peak {b["peak_updates_per_second"]} accepted a second.** {b["aws_calls_per_request"]} AWS calls per request
-({json.dumps(b["calls"])}). Invariants (every active block's address is in its set; a set holds nothing
+({json.dumps(b["calls"])}); {b.get("apply_retries", 0)} Apply attempts ended in TransientAwsError and were retried
+(the ASL's Retry). Invariants (every active block's address is in its set; a set holds nothing
 the table does not want) checked at {b["observations"]} observation points: **{b["invariant_violations"]} violations**.
 
 ## One sweep with {sweep["active_blocks"]:,} active blocks ({sweep["nacl_blocks"]} in the NACL, {sweep["waf_blocks"]:,} in WAF)

@@ -35,6 +35,7 @@ from boto3.dynamodb.conditions import Key
 from autoblock.dal import waf as waf_dal
 from autoblock.dal.items import LIVE, LIVE_WAF
 from autoblock.dal.workflow import Workflow
+from autoblock.errors import TransientAwsError
 from autoblock.handlers import sweeper, tasks, wiring
 from autoblock.models import WAF_SET_LIMIT, BlockRequest, Ticket
 from autoblock_local import emulator
@@ -47,6 +48,7 @@ from bench.probe import Recorder, ours
 
 TOKEN = emulator.TOKEN
 SWEEPS_PER_MONTH = cost.HOURS_PER_MONTH * 60
+RETRIES: list[str] = []  # Apply attempts of the burst that ended in TransientAwsError (then retried)
 ALLOW_ALL = [r for r in emulator.FOREIGN_RULES if r["RuleAction"] == "allow"]  # as bench/run.py's NACL
 
 
@@ -66,9 +68,18 @@ def task_pool(workers: int) -> Iterator[list[Future[Any]]]:
     started: list[Future[Any]] = []
     pool = ThreadPoolExecutor(max_workers=workers)
 
+    def apply(task: dict[str, Any]) -> Any:
+        """The Apply state: TransientAwsError retried as the ASL's Retry does (4 attempts, backoff 2)."""
+        for attempt in range(4):
+            try:
+                return tasks.lambda_handler(task, FakeLambdaContext(function_name="TaskFunction"))
+            except TransientAwsError:
+                RETRIES.append(task["ticket"]["block_id"])
+                time.sleep(min(10, 2**attempt) * random.random())
+        return tasks.lambda_handler(task, FakeLambdaContext(function_name="TaskFunction"))
+
     def start(self: Workflow, ticket: Ticket) -> None:
-        task = {"task": "apply", "ticket": json.loads(ticket.model_dump_json())}
-        started.append(pool.submit(tasks.lambda_handler, task, FakeLambdaContext(function_name="TaskFunction")))
+        started.append(pool.submit(apply, {"task": "apply", "ticket": json.loads(ticket.model_dump_json())}))
 
     try:
         with mock.patch.object(Workflow, "start", start):
@@ -179,6 +190,7 @@ def burst(requests: int, sets_per_family: int = 2, observe_every: float = 5.0) -
             "peak_updates_per_second": peak_per_second(accepted),
             "aws_calls_per_request": round(len(names) / requests, 2),
             "calls": dict(sorted(Counter(names).items())),
+            "apply_retries": len(RETRIES),
             "observations": observations[0] + 1,
             "invariant_violations": len(seen) + len(final),
             "violation_examples": sorted(set(seen + final))[:10],
