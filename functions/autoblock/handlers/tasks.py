@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from autoblock.errors import BlockNotFound
 from autoblock.handlers.wiring import lifecycle
+from autoblock.logic import clock
 from autoblock.models import TaskInput, Ticket
 
 logger = Logger()
@@ -32,7 +33,7 @@ def run(task: TaskInput) -> dict[str, Any]:
         case "apply":
             done = blocks.apply(ticket)
         case "expire":
-            done = Ticket.of(blocks.expire(ticket.block_id))
+            done = Ticket.of(blocks.expire(ticket.block_id, due=clock.from_iso_z(ticket.expires_at)))
         case "compensate":
             try:
                 done = Ticket.of(blocks.compensate(ticket.block_id, task.error.error, _message(task.error.cause)))

@@ -129,8 +129,8 @@ class Lifecycle:
     def apply(self, ticket: Ticket) -> Ticket:
         return self.enforcement.apply(ticket)
 
-    def expire(self, block_id: str) -> Block:
-        return self.releases.expire(block_id)
+    def expire(self, block_id: str, due: int | None = None) -> Block:
+        return self.releases.expire(block_id, due)
 
     def compensate(self, block_id: str, error: str, cause: str) -> Block:
         return self.releases.compensate(block_id, error, cause)

@@ -27,8 +27,12 @@ class Releases:
         self.enforcement = enforcement
         self.view = view
 
-    def expire(self, block_id: str) -> Block:
-        """After the Wait: release the block if it is due; an extended block is returned active."""
+    def expire(self, block_id: str, due: int | None = None) -> Block:
+        """After the Wait: release the block if it is due; an extended block is returned active.
+        ``due``: the expiry the Wait waited for; a Wait that ended within EXPIRY_SLACK_SECONDS of it
+        (Step Functions counts whole seconds) sleeps the rest first rather than ask too early."""
+        if due is not None and 0 < (early := due - self.ctx.now()) <= EXPIRY_SLACK_SECONDS:
+            self.ctx.sleep(early)
         for _ in range(2):
             now = self.ctx.now()
             try:
