@@ -5,6 +5,7 @@ would check: the IP sets' contents, the block as the API shows it, the table's i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -84,6 +85,52 @@ def test_a_waf_block_expires_out_of_the_set(waf: Stack) -> None:
 
     assert held() == []
     assert waf.managed(waf.nacl_ids[0]) == []
+
+
+def due_but_not_released(stack: Stack, ip: str) -> dict[str, Any]:
+    """A WAF block whose expiry has passed while its release has not run (its execution stopped in
+    the Wait, as a release that has not been reached yet)."""
+    status, body = call("api_create_block.json", TOKEN, body={"ip": ip, "targets": ["waf"], "duration": 2})
+    assert status == 202, body
+    assert settled(body["id"])["state"] == "active"
+    stack.sfn.stop_execution(executionArn=stack.execution_arn(body["id"]))
+    assert stack.finished(stack.execution_arn(body["id"]))["status"] == "ABORTED"
+    due = int(stack.block(body["id"])["expires_at"])
+    time.sleep(max(0.0, due - time.time()) + 0.05)
+    return body
+
+
+def test_an_update_leaves_out_an_address_that_is_due_before_its_release_runs(waf: Stack) -> None:
+    # Given a WAF block that is due, still active in the table (its release has not run)
+    due = due_but_not_released(waf, IP)
+
+    # When another address is blocked in the same set
+    status, other = call("api_create_block.json", TOKEN, body={"ip": "203.0.113.8", "targets": ["waf"]})
+    assert status == 202, other
+    assert settled(other["id"])["state"] == "active"
+
+    # Then the update that added it left the due address out, though the table still lists it
+    assert held() == ["203.0.113.8/32"]
+    assert waf.block(due["id"])["state"] == "active"
+    assert members(waf) == [CIDR, "203.0.113.8/32"]
+
+
+def test_a_block_extended_after_its_expiry_passed_is_put_back_in_its_set(waf: Stack) -> None:
+    # Given a due block left out of its set by an update
+    due = due_but_not_released(waf, IP)
+    status, other = call("api_create_block.json", TOKEN, body={"ip": "203.0.113.8", "targets": ["waf"]})
+    assert status == 202 and settled(other["id"])["state"] == "active"
+    assert held() == ["203.0.113.8/32"]
+
+    # When its address is blocked again (the live block is extended)
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"], "duration": 600})
+    assert status == 200, body
+    assert body["id"] == due["id"]
+
+    # Then by the time the API answers, the set holds it again; its member moved with the block
+    assert held() == [CIDR, "203.0.113.8/32"]
+    member = next(i for i in waf.items("WAFSET#autoblock-v4-1") if i["sk"] == CIDR)
+    assert member["expires_at"] == waf.block(due["id"])["expires_at"] > time.time() + 500
 
 
 def test_a_burst_of_blocks_coalesces_into_few_updates_and_the_set_holds_exactly_them(waf: Stack, fault: Faults) -> None:

@@ -29,7 +29,7 @@ from autoblock.dal.items import (
     to_block,
 )
 from autoblock.dal.slots import SlotItems
-from autoblock.dal.waf import join_writes
+from autoblock.dal.waf import extend_writes, join_writes
 from autoblock.logic import refs
 from autoblock.models import Address, AddressLocked, Block, HistoryEvent, SetFull, SlotTaken, Unchanged
 
@@ -242,7 +242,11 @@ class BlockTable(HistoryItems, SlotItems):
                 ":a": "active",
             },
         )
-        self._transact("extend", block.id, [update, self.history_put(history, 0)])
+        writes = [update, self.history_put(history, 0)]
+        if block.waf_set is not None:
+            writes += extend_writes(self.name, block, expires_at)
+        if self._transact("extend", block.id, writes):
+            raise Unchanged(self.get(block.id))  # its set's member is gone: the block is no longer live
         return block.model_copy(update={"expires_at": expires_at})
 
     def transition(

@@ -19,15 +19,17 @@ that lands while a writer works is written by the next one, so updates coalesce 
 burst of 5,000 blocks needs a handful of updates, not 5,000. On ``WAFOptimisticLockException``
 (someone changed the set since our read) the writer reads the table and the set again and computes
 the list anew: it never resends a list computed before the conflict. Writers pace themselves
-through one item, ``WAFRATE`` / ``WAFRATE`` (``next_at``, epoch ms), to one update every
-UPDATE_SPACING_MS across the stack (WAF allows about one per second per account and Region), and
-treat WAF's throttling as transient.
+through one item, ``WAFRATE`` / ``WAFRATE`` (``next_at``, epoch ms): a writer takes the turn, holds
+it while it reads and sends its update, then sets the next turn UPDATE_SPACING_MS after the moment
+its update was sent (WAF allows about one per second per account and Region). WAF's throttling is
+treated as transient.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import random
 import time
 import uuid
@@ -48,12 +50,15 @@ from autoblock.models import WAF_SET_LIMIT, Block, WafSet
 SUMMARY = "#SET"
 RATE_KEY = {"pk": "WAFRATE", "sk": "WAFRATE"}
 UPDATE_SPACING_MS = 1050  # WAF: about one Create/Update/Put call per second per account and Region
-EXTRA_WRITES = 8  # a writer writes again, at most this often, while changes keep arriving
+PACE_HOLD_MS = 5000  # a writer holds its turn while it reads and writes; a hold lapses after this
+PACE_CHECK_MS = 250  # a writer waiting for a held turn looks again this often
+EXTRA_WRITES = 20  # a writer writes again, at most this often, while changes keep arriving
 LEASE_SECONDS = 20  # a writer that takes longer than this is presumed dead
 FLUSH_SECONDS = 25  # how long a change waits for its update before the task is retried
-POLL_SECONDS = 0.25  # a waiter looks again every 0.125-0.375 s
+POLL_SECONDS = 0.5  # a waiter looks again after 0.25-0.75 s at first (an update takes about a second),
+POLL_MAX_SECONDS = 1.5  # then less often: at most every 0.75-2.25 s
 GET_SPACING_SECONDS = 0.25  # the sweeper's GetIPSet calls: WAF allows about 5 Get calls a second
-LOCK_ATTEMPTS = 6  # WAFOptimisticLockException: read again and recompute, this many times
+LOCK_ATTEMPTS = 6  # WAFOptimisticLockException or throttling: read again and recompute, this many times
 # What WAF answers when its rate is exceeded (and the generic throttling codes).
 THROTTLED = frozenset({"WAFLimitsExceededException", "ThrottlingException", "TooManyRequestsException"})
 
@@ -80,7 +85,7 @@ def join_writes(table_name: str, block: Block) -> list[dict[str, Any]]:
         {
             "Put": {
                 "TableName": table_name,
-                "Item": {"pk": pk, "sk": block.cidr, "block_id": block.id},
+                "Item": {"pk": pk, "sk": block.cidr, "block_id": block.id, "expires_at": block.expires_at},
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         },
@@ -92,6 +97,34 @@ def join_writes(table_name: str, block: Block) -> list[dict[str, Any]]:
                 "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
                 "ExpressionAttributeNames": {"#count": "count"},
                 "ExpressionAttributeValues": {":one": 1, ":limit": WAF_SET_LIMIT},
+            }
+        },
+    ]
+
+
+def extend_writes(table_name: str, block: Block, expires_at: int) -> list[dict[str, Any]]:
+    """The items of a block's extend transaction that move its member's expiry with the block's (a
+    writer leaves out members whose expiry has passed, so the two must never disagree), and bump
+    the set's generation: an update made after the old expiry left the address out, and the next
+    one must put it back."""
+    assert block.waf_set is not None
+    pk = set_pk(block.waf_set)
+    return [
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": {"pk": pk, "sk": block.cidr},
+                "UpdateExpression": "SET expires_at = :e",
+                "ConditionExpression": "block_id = :id",
+                "ExpressionAttributeValues": {":e": expires_at, ":id": block.id},
+            }
+        },
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": {"pk": pk, "sk": SUMMARY},
+                "UpdateExpression": "ADD gen :one",
+                "ExpressionAttributeValues": {":one": 1},
             }
         },
     ]
@@ -176,13 +209,19 @@ class WafSets(Items):
             item = self.table.get_item(Key={"pk": set_pk(name), "sk": SUMMARY}, ConsistentRead=True).get("Item")
         return Summary.of(item)
 
-    def members(self, name: str) -> list[str]:
-        """The addresses the table says the set is to hold, in one paginated Query."""
+    def members(self, name: str) -> tuple[list[str], float | None]:
+        """The addresses the set is to hold now, in one paginated Query: its members, less those whose
+        expiry has passed (their release may not have run yet; an update need not wait for it); and
+        the soonest expiry among those kept (None: none). A member from before members carried
+        ``expires_at`` stays until its release takes it out."""
         condition = Key("pk").eq(set_pk(name))
         items = self.pages(
             "Query WAF set members", self.table.query, KeyConditionExpression=condition, ConsistentRead=True
         )
-        return sorted(str(item["sk"]) for item in items if item["sk"] != SUMMARY)
+        now = self.now()
+        kept = [i for i in items if i["sk"] != SUMMARY and ("expires_at" not in i or now < int(i["expires_at"]))]
+        due = [int(i["expires_at"]) for i in kept if "expires_at" in i]
+        return sorted(str(i["sk"]) for i in kept), min(due, default=None)
 
     def leave(self, block: Block) -> bool:
         """Take the block's address out of its set's desired contents (a released block); False when
@@ -222,36 +261,55 @@ class WafSets(Items):
 
     def flush(self, name: str, timeout: float = FLUSH_SECONDS) -> None:
         """Return once the set holds what the table said when this was called; write it ourselves
-        when no one else is. TransientAwsError after ``timeout`` (the task is retried)."""
+        when no one else is. TransientAwsError after ``timeout`` (the task is retried).
+
+        A writer that lets go of the lease reads the summary once more: a change that arrived as it
+        finished (its owner saw the lease held and waits) is written by it at once, not when that
+        owner next looks. So a waiter needs to look only now and then (POLL_SECONDS at first, less
+        often as it waits, at most every POLL_MAX_SECONDS): a wave of expiries, each waiting on the
+        one writer, does not flood the table with reads."""
         deadline = self.now() + timeout
         target: int | None = None
-        while True:
+        wrote = False
+        for polls in itertools.count():
             summary = self._summary(name)
             if target is None:
                 target = summary.gen
-            if summary.applied_gen >= target:
+            done = summary.applied_gen >= target
+            if done and not (wrote and summary.applied_gen < summary.gen):
                 return
-            if summary.lease_until < self.now():
+            now = self.now()
+            if summary.lease_until < now and (not done or now + UPDATE_SPACING_MS / 1000 < deadline):
                 owner = uuid.uuid4().hex
                 if self._lease(name, owner):
                     try:
                         self._write_while_changing(self.sets[name], owner, deadline)
                     finally:
                         self._unlease(name, owner)
+                    wrote = True
                     continue
-            if self.now() > deadline:
+            if done:
+                return  # what is still pending is another writer's, or its owners' once our time is up
+            if now > deadline:
                 raise TransientAwsError(f"WAF IP set {name}: not updated within {timeout:.0f} s")
-            self.sleep(POLL_SECONDS * random.uniform(0.5, 1.5))
+            self.sleep(min(POLL_SECONDS * 1.5**polls, POLL_MAX_SECONDS) * random.uniform(0.5, 1.5))
 
     def _write_while_changing(self, ip_set: WafSet, owner: str, deadline: float) -> None:
-        """Write the set; while changes keep arriving (others' blocks, waiting on us), write again at
-        the next paced turn rather than hand the lease over: a burst or a wave of expiries does not
-        wait for a waiter to notice the free lease. At most EXTRA_WRITES more, within ``deadline``."""
-        written = self._write(ip_set, owner)[2]
+        """Write the set; then, while changes keep arriving (others' blocks, waiting on us) or one of
+        its addresses falls due before another turn would come anyway, write again at the next paced
+        turn rather than hand the lease over: a burst or a wave of expiries does not wait for a
+        waiter to notice the free lease, nor a due address for its release to run. At most
+        EXTRA_WRITES more, within ``deadline``."""
+        written, due = self._write(ip_set, owner)[2:]
         for _ in range(EXTRA_WRITES):
-            if self.now() + UPDATE_SPACING_MS / 1000 > deadline or self._summary(ip_set.name).gen <= written:
+            now = self.now()
+            if now + UPDATE_SPACING_MS / 1000 > deadline:
                 return
-            written = self._write(ip_set, owner)[2]
+            if self._summary(ip_set.name).gen <= written:
+                if due is None or due - now > UPDATE_SPACING_MS / 1000:
+                    return
+                self.sleep(max(0.0, due - now))
+            written, due = self._write(ip_set, owner)[2:]
 
     def _lease(self, name: str, owner: str) -> bool:
         now = self.now()
@@ -282,64 +340,88 @@ class WafSets(Items):
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise  # else: the lease lapsed and another writer holds it now
 
-    def _pace(self) -> None:
-        """Wait for this stack's turn to update a set: one update every UPDATE_SPACING_MS."""
+    def _pace(self) -> int:
+        """Wait for this stack's turn to call UpdateIPSet and hold it (PACE_HOLD_MS at most): turns
+        are spaced from when each call was sent, not from when it was granted, so reads that take
+        longer one time than the next never bring two calls closer than WAF allows. The hold's
+        ``next_at``, for ``_pass_turn``."""
         while True:
             now_ms = int(self.now() * 1000)
+            hold = now_ms + PACE_HOLD_MS
             try:
                 with translated("UpdateItem WAF update pacing"):
                     self.table.update_item(
                         Key=RATE_KEY,
-                        UpdateExpression="SET next_at = :next",
+                        UpdateExpression="SET next_at = :hold",
                         ConditionExpression="attribute_not_exists(next_at) OR next_at <= :now",
-                        ExpressionAttributeValues={":next": now_ms + UPDATE_SPACING_MS, ":now": now_ms},
+                        ExpressionAttributeValues={":hold": hold, ":now": now_ms},
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
-                return
+                return hold
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
                 item = cast(dict[str, Any], exc.response.get("Item") or {})
                 old = plain(from_wire(item))  # an error's item comes typed
                 wait_ms = int(old.get("next_at", now_ms + 100)) - now_ms
-                self.sleep(min(max(wait_ms, 10), UPDATE_SPACING_MS) / 1000)
+                if wait_ms > UPDATE_SPACING_MS:  # a turn held by a writer at work: it may pass it on early
+                    wait_ms = PACE_CHECK_MS
+                self.sleep(max(wait_ms, 10) / 1000)
 
-    def _write(self, ip_set: WafSet, owner: str) -> tuple[list[str], list[str], int]:
+    def _pass_turn(self, hold: int, sent_ms: int | None) -> None:
+        """Give the turn on: the next UpdateIPSet no sooner than UPDATE_SPACING_MS after ours was sent,
+        at once when we sent none. A hold that lapsed (another writer's turn began) is left alone."""
+        next_at = int(self.now() * 1000) if sent_ms is None else sent_ms + UPDATE_SPACING_MS
+        try:
+            with translated("UpdateItem WAF update pacing"):
+                self.table.update_item(
+                    Key=RATE_KEY,
+                    UpdateExpression="SET next_at = :next",
+                    ConditionExpression="next_at = :hold",
+                    ExpressionAttributeValues={":next": next_at, ":hold": hold},
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def _write(self, ip_set: WafSet, owner: str) -> tuple[list[str], list[str], int, float | None]:
         """Make the set hold the table's members; (what it held, what it holds now, the generation
-        that is). The members are read again after waiting for our turn (pacing), so what changed
-        meanwhile goes out in this update rather than the next."""
+        that is, the soonest expiry among what it holds). Called when the set is known to need a change, so it waits for the stack's paced
+        turn first, then reads the summary, the members and the set: whatever changed while it
+        waited goes out in this update. A call sent spends the turn, whatever its outcome; a set
+        found right already passes the turn on at once."""
         first: list[str] | None = None
-        paced = False
-        for attempt in range(2 * LOCK_ATTEMPTS):
-            summary = self._summary(ip_set.name)  # first: every member joined up to its gen is in the Query
-            desired = self.members(ip_set.name)
-            with translated("GetIPSet"):
-                got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
-            held = sorted(normal(a) for a in got["IPSet"].get("Addresses", []))
-            first = held if first is None else first
-            if held == desired:
-                self._applied(ip_set.name, owner, summary.gen, digest(desired))
-                return first, desired, summary.gen
-            if not paced:
-                self._pace()
-                paced = True
-                continue  # read again: our turn may have taken a second
-            paced = False  # a call let through spends the turn, whatever its outcome
+        for attempt in range(LOCK_ATTEMPTS):
+            hold = self._pace()
+            sent_ms: int | None = None
             try:
-                with translated("UpdateIPSet"):
-                    self.wafv2.update_ip_set(
-                        Name=ip_set.name, Scope=self.scope, Id=ip_set.id, Addresses=desired, LockToken=got["LockToken"]
-                    )
+                summary = self._summary(ip_set.name)  # first: every member joined up to its gen is in the Query
+                desired, due = self.members(ip_set.name)
+                with translated("GetIPSet"):
+                    got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
+                held = sorted(normal(a) for a in got["IPSet"].get("Addresses", []))
+                first = held if first is None else first
+                if held != desired:
+                    sent_ms = int(self.now() * 1000)
+                    with translated("UpdateIPSet"):
+                        self.wafv2.update_ip_set(
+                            Name=ip_set.name,
+                            Scope=self.scope,
+                            Id=ip_set.id,
+                            Addresses=desired,
+                            LockToken=got["LockToken"],
+                        )
             except (TransientAwsError, ClientError) as exc:
                 code = error_code(exc) if isinstance(exc, ClientError) else "transient"
-                if code == "WAFOptimisticLockException":
-                    continue  # changed since our read: read the table and the set again
-                if code not in THROTTLED and code != "transient":
-                    raise
-                self.sleep(min(2.0, 0.25 * 2 ** (attempt // 2)) * random.uniform(0.5, 1.0))  # throttled
-                continue
+                if sent_ms is None or code not in THROTTLED | {"WAFOptimisticLockException", "transient"}:
+                    raise  # a read failed (the task is retried), or WAF refused the update for good
+                if code != "WAFOptimisticLockException":  # throttled: WAF's rate is shared with others
+                    self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
+                continue  # else changed since our read: read the table and the set again
+            finally:
+                self._pass_turn(hold, sent_ms)
             self._applied(ip_set.name, owner, summary.gen, digest(desired))
-            return first, desired, summary.gen
+            return first, desired, summary.gen, due
         raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")
 
     def _applied(self, name: str, owner: str, gen: int, written: str) -> None:
@@ -384,7 +466,7 @@ class WafSets(Items):
             if not self._lease(name, owner):
                 continue
             try:
-                before, after, _ = self._write(ip_set, owner)
+                before, after = self._write(ip_set, owner)[:2]
             finally:
                 self._unlease(name, owner)
             drift = Drift(name, sorted(set(before) - set(after)), sorted(set(after) - set(before)))
