@@ -52,7 +52,8 @@ RATE_KEY = {"pk": "WAFRATE", "sk": "WAFRATE"}
 UPDATE_SPACING_MS = 1050  # WAF: about one Create/Update/Put call per second per account and Region
 PACE_HOLD_MS = 5000  # a writer holds its turn while it reads and writes; a hold lapses after this
 PACE_CHECK_MS = 250  # a writer waiting for a held turn looks again this often
-EXTRA_WRITES = 20  # a writer writes again, at most this often, while changes keep arriving
+EXTRA_WRITES = 8  # a writer writes again, at most this often, while changes keep arriving,
+# and only within the first half of its lease: a lease that lapsed mid-write lets a second writer in
 LEASE_SECONDS = 20  # a writer that takes longer than this is presumed dead
 FLUSH_SECONDS = 25  # how long a change waits for its update before the task is retried
 POLL_SECONDS = 0.5  # a waiter looks again after 0.25-0.75 s at first (an update takes about a second),
@@ -267,8 +268,10 @@ class WafSets(Items):
         finished (its owner saw the lease held and waits) is written by it at once, not when that
         owner next looks. So a waiter needs to look only now and then (POLL_SECONDS at first, less
         often as it waits, at most every POLL_MAX_SECONDS): a wave of expiries, each waiting on the
-        one writer, does not flood the table with reads."""
+        one writer, does not flood the table with reads. Once its own change is written, a writer
+        goes on writing others' for LEASE_SECONDS / 2 at most: its own task is waiting meanwhile."""
         deadline = self.now() + timeout
+        serve_until = self.now() + LEASE_SECONDS / 2  # our own change done, we write others' this long
         target: int | None = None
         wrote = False
         for polls in itertools.count():
@@ -279,17 +282,17 @@ class WafSets(Items):
             if done and not (wrote and summary.applied_gen < summary.gen):
                 return
             now = self.now()
-            if summary.lease_until < now and (not done or now + UPDATE_SPACING_MS / 1000 < deadline):
+            if summary.lease_until < now and (not done or now + UPDATE_SPACING_MS / 1000 < serve_until):
                 owner = uuid.uuid4().hex
                 if self._lease(name, owner):
                     try:
-                        self._write_while_changing(self.sets[name], owner, deadline)
+                        self._write_while_changing(self.sets[name], owner, min(deadline, now + LEASE_SECONDS / 2))
                     finally:
                         self._unlease(name, owner)
                     wrote = True
                     continue
             if done:
-                return  # what is still pending is another writer's, or its owners' once our time is up
+                return  # what is still pending is another writer's, or its owners' once we stop serving
             if now > deadline:
                 raise TransientAwsError(f"WAF IP set {name}: not updated within {timeout:.0f} s")
             self.sleep(min(POLL_SECONDS * 1.5**polls, POLL_MAX_SECONDS) * random.uniform(0.5, 1.5))
@@ -311,34 +314,35 @@ class WafSets(Items):
                 self.sleep(max(0.0, due - now))
             written, due = self._write(ip_set, owner)[2:]
 
-    def _lease(self, name: str, owner: str) -> bool:
-        now = self.now()
+    def _update_if(self, what: str, key: dict[str, str], **update: Any) -> bool:
+        """One conditional UpdateItem; False when its condition did not hold."""
         try:
-            with translated("UpdateItem WAF writer lease"):
-                self.table.update_item(
-                    Key={"pk": set_pk(name), "sk": SUMMARY},
-                    UpdateExpression="SET lease_owner = :me, lease_until = :until",
-                    ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
-                    ExpressionAttributeValues={":me": owner, ":until": int(now + LEASE_SECONDS), ":now": int(now)},
-                )
+            with translated(f"UpdateItem {what}"):
+                self.table.update_item(Key=key, **update)
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
 
+    def _lease(self, name: str, owner: str) -> bool:
+        now = self.now()
+        return self._update_if(
+            "WAF writer lease",
+            {"pk": set_pk(name), "sk": SUMMARY},
+            UpdateExpression="SET lease_owner = :me, lease_until = :until",
+            ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
+            ExpressionAttributeValues={":me": owner, ":until": int(now + LEASE_SECONDS), ":now": int(now)},
+        )
+
     def _unlease(self, name: str, owner: str) -> None:
-        try:
-            with translated("UpdateItem WAF writer lease"):
-                self.table.update_item(
-                    Key={"pk": set_pk(name), "sk": SUMMARY},
-                    UpdateExpression="REMOVE lease_owner, lease_until",
-                    ConditionExpression="lease_owner = :me",
-                    ExpressionAttributeValues={":me": owner},
-                )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise  # else: the lease lapsed and another writer holds it now
+        self._update_if(  # False: the lease lapsed and another writer holds it now
+            "WAF writer lease",
+            {"pk": set_pk(name), "sk": SUMMARY},
+            UpdateExpression="REMOVE lease_owner, lease_until",
+            ConditionExpression="lease_owner = :me",
+            ExpressionAttributeValues={":me": owner},
+        )
 
     def _pace(self) -> int:
         """Wait for this stack's turn to call UpdateIPSet and hold it (PACE_HOLD_MS at most): turns
@@ -372,17 +376,13 @@ class WafSets(Items):
         """Give the turn on: the next UpdateIPSet no sooner than UPDATE_SPACING_MS after ours was sent,
         at once when we sent none. A hold that lapsed (another writer's turn began) is left alone."""
         next_at = int(self.now() * 1000) if sent_ms is None else sent_ms + UPDATE_SPACING_MS
-        try:
-            with translated("UpdateItem WAF update pacing"):
-                self.table.update_item(
-                    Key=RATE_KEY,
-                    UpdateExpression="SET next_at = :next",
-                    ConditionExpression="next_at = :hold",
-                    ExpressionAttributeValues={":next": next_at, ":hold": hold},
-                )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self._update_if(
+            "WAF update pacing",
+            RATE_KEY,
+            UpdateExpression="SET next_at = :next",
+            ConditionExpression="next_at = :hold",
+            ExpressionAttributeValues={":next": next_at, ":hold": hold},
+        )
 
     def _write(self, ip_set: WafSet, owner: str) -> tuple[list[str], list[str], int, float | None]:
         """Make the set hold the table's members; (what it held, what it holds now, the generation
@@ -425,17 +425,13 @@ class WafSets(Items):
         raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")
 
     def _applied(self, name: str, owner: str, gen: int, written: str) -> None:
-        try:
-            with translated("UpdateItem WAF set applied"):
-                self.table.update_item(
-                    Key={"pk": set_pk(name), "sk": SUMMARY},
-                    UpdateExpression="SET applied_gen = :g, applied_hash = :h",
-                    ConditionExpression="lease_owner = :me AND (attribute_not_exists(applied_gen) OR applied_gen <= :g)",
-                    ExpressionAttributeValues={":g": gen, ":h": written, ":me": owner},
-                )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise  # else: another writer recorded a later generation, or our lease lapsed
+        self._update_if(  # False: another writer recorded a later generation, or our lease lapsed
+            "WAF set applied",
+            {"pk": set_pk(name), "sk": SUMMARY},
+            UpdateExpression="SET applied_gen = :g, applied_hash = :h",
+            ConditionExpression="lease_owner = :me AND (attribute_not_exists(applied_gen) OR applied_gen <= :g)",
+            ExpressionAttributeValues={":g": gen, ":h": written, ":me": owner},
+        )
 
     # -- the sweeper's side -------------------------------------------------------------------------
 
