@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from autoblock.handlers import sweeper
+from autoblock_local import emulator
 from autoblock_local.emulator import REGION, FakeLambdaContext, Stack, waf_unpaced, wait_until
 from autoblock_local.invoke import call, event, settled
 from tests.integration.conftest import TOKEN
@@ -114,6 +115,54 @@ def test_an_update_leaves_out_an_address_that_is_due_before_its_release_runs(waf
     assert held() == ["203.0.113.8/32"]
     assert waf.block(due["id"])["state"] == "active"
     assert members(waf) == [CIDR, "203.0.113.8/32"]
+
+
+def test_a_writer_that_reads_ahead_of_its_turn_leaves_out_what_is_due_by_then_and_never_sends_early(
+    waf: Stack,
+) -> None:
+    # Given a WAF block (its release not reached) and the stack's next update turn 0.3 s after its expiry
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"], "duration": 2})
+    assert status == 202 and settled(body["id"])["state"] == "active", body
+    waf.sfn.stop_execution(executionArn=waf.execution_arn(body["id"]))
+    due = int(waf.block(body["id"])["expires_at"])
+    waf.ddb.Table(waf.table_name).put_item(Item={"pk": "WAFRATE", "sk": "WAFRATE", "next_at": due * 1000 + 300})
+
+    # When another address is blocked in the same set (its writer may take that turn up to 0.7 s early)
+    status, other = call("api_create_block.json", TOKEN, body={"ip": "203.0.113.8", "targets": ["waf"]})
+    assert status == 202 and settled(other["id"])["state"] == "active", other
+
+    # Then its update left the due address out, and no update took it out before it was due
+    assert held() == ["203.0.113.8/32"]
+    updates = [w for w in emulator.WAF_WRITES if w.action == "UpdateIPSet" and w.outcome == "ok"]
+    with_other = [w for w in updates if "203.0.113.8/32" in w.addresses]
+    assert with_other and CIDR not in with_other[0].addresses
+    assert all(CIDR in w.addresses for w in updates if w.done < due)
+    assert with_other[0].done >= due + 0.3
+
+
+def test_a_block_extended_just_before_its_expiry_is_answered_only_once_no_update_leaves_it_out(waf: Stack) -> None:
+    # Given a WAF block (its release not reached), the next update turn 0.3 s after its expiry, and
+    # another block whose writer takes that turn early and reads the members as of the turn
+    status, body = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"], "duration": 2})
+    assert status == 202 and settled(body["id"])["state"] == "active", body
+    waf.sfn.stop_execution(executionArn=waf.execution_arn(body["id"]))
+    due = int(waf.block(body["id"])["expires_at"])
+    waf.ddb.Table(waf.table_name).put_item(Item={"pk": "WAFRATE", "sk": "WAFRATE", "next_at": due * 1000 + 300})
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(call, "api_create_block.json", TOKEN, body={"ip": "203.0.113.8", "targets": ["waf"]})
+
+        # When the block is extended 0.2 s before it is due
+        time.sleep(max(0.0, due - 0.2 - time.time()))
+        status, extended = call("api_create_block.json", TOKEN, body={"ip": IP, "targets": ["waf"], "duration": 600})
+        answered = time.time()
+        assert (status, extended["id"]) == (200, body["id"]), extended
+        status, second = other.result()
+        assert status == 202 and settled(second["id"])["state"] == "active", second
+
+    # Then from the API's answer on, every update holds it
+    assert held() == [CIDR, "203.0.113.8/32"]
+    after = [w for w in emulator.WAF_WRITES if w.action == "UpdateIPSet" and w.outcome == "ok" and w.done > answered]
+    assert all(CIDR in w.addresses for w in after)
 
 
 def test_a_block_extended_after_its_expiry_passed_is_put_back_in_its_set(waf: Stack) -> None:

@@ -19,10 +19,10 @@ that lands while a writer works is written by the next one, so updates coalesce 
 burst of 5,000 blocks needs a handful of updates, not 5,000. On ``WAFOptimisticLockException``
 (someone changed the set since our read) the writer reads the table and the set again and computes
 the list anew: it never resends a list computed before the conflict. Writers pace themselves
-through one item, ``WAFRATE`` / ``WAFRATE`` (``next_at``, epoch ms): a writer takes the turn, holds
-it while it reads and sends its update, then sets the next turn UPDATE_SPACING_MS after the moment
-its update was sent (WAF allows about one per second per account and Region). WAF's throttling is
-treated as transient.
+through one item, ``WAFRATE`` / ``WAFRATE`` (``next_at``, epoch ms): a writer takes the turn a
+little before it comes (PACE_LEAD_MS), holds it while it reads, sends its update when the turn
+comes, then sets the next turn UPDATE_SPACING_MS after the moment its update was answered (WAF
+allows about one per second per account and Region). WAF's throttling is treated as transient.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ RATE_KEY = {"pk": "WAFRATE", "sk": "WAFRATE"}
 UPDATE_SPACING_MS = 1050  # WAF: about one Create/Update/Put call per second per account and Region
 PACE_HOLD_MS = 5000  # a writer holds its turn while it reads and writes; a hold lapses after this
 PACE_CHECK_MS = 250  # a writer waiting for a held turn looks again this often
+PACE_LEAD_MS = 700  # a writer takes its turn this early, reads meanwhile, and sends when the turn comes
 EXTRA_WRITES = 8  # a writer writes again, at most this often, while changes keep arriving,
 # and only within the first half of its lease: a lease that lapsed mid-write lets a second writer in
 LEASE_SECONDS = 20  # a writer that takes longer than this is presumed dead
@@ -210,19 +211,24 @@ class WafSets(Items):
             item = self.table.get_item(Key={"pk": set_pk(name), "sk": SUMMARY}, ConsistentRead=True).get("Item")
         return Summary.of(item)
 
-    def members(self, name: str) -> tuple[list[str], float | None]:
-        """The addresses the set is to hold now, in one paginated Query: its members, less those whose
-        expiry has passed (their release may not have run yet; an update need not wait for it); and
-        the soonest expiry among those kept (None: none). A member from before members carried
-        ``expires_at`` stays until its release takes it out."""
+    def members(self, name: str, as_of: float | None = None) -> tuple[list[str], float | None]:
+        """The addresses the set is to hold at ``as_of`` (default: now), in one paginated Query: its
+        members, less those whose expiry has passed by then (their release may not have run yet; an
+        update need not wait for it); and the soonest expiry among those kept (None: none). A member
+        from before members carried ``expires_at`` stays until its release takes it out."""
         condition = Key("pk").eq(set_pk(name))
         items = self.pages(
             "Query WAF set members", self.table.query, KeyConditionExpression=condition, ConsistentRead=True
         )
-        now = self.now()
+        now = max(self.now(), as_of or 0.0)
         kept = [i for i in items if i["sk"] != SUMMARY and ("expires_at" not in i or now < int(i["expires_at"]))]
         due = [int(i["expires_at"]) for i in kept if "expires_at" in i]
         return sorted(str(i["sk"]) for i in kept), min(due, default=None)
+
+    def may_have_left_out(self, expires_at: int) -> bool:
+        """Whether an update may already have left out a member that expires at ``expires_at``: a
+        writer leaves out what is due by its turn, and reads up to PACE_LEAD_MS before it."""
+        return expires_at <= self.now() + PACE_LEAD_MS / 1000
 
     def leave(self, block: Block) -> bool:
         """Take the block's address out of its set's desired contents (a released block); False when
@@ -344,38 +350,41 @@ class WafSets(Items):
             ExpressionAttributeValues={":me": owner},
         )
 
-    def _pace(self) -> int:
-        """Wait for this stack's turn to call UpdateIPSet and hold it (PACE_HOLD_MS at most): turns
-        are spaced from when each call was sent, not from when it was granted, so reads that take
-        longer one time than the next never bring two calls closer than WAF allows. The hold's
-        ``next_at``, for ``_pass_turn``."""
+    def _pace(self) -> tuple[int, int]:
+        """Take this stack's next turn to call UpdateIPSet, up to PACE_LEAD_MS before it comes, and
+        hold it (PACE_HOLD_MS at most): (the hold's ``next_at``, for ``_pass_turn``; when the turn
+        comes, epoch ms). The writer reads the table and the set meanwhile and sends when the turn
+        comes, so an update leaves with what is due by then, and the next turn is spaced from when
+        the update was answered: reads that take longer one time than the next never bring two
+        calls closer than WAF allows."""
         while True:
             now_ms = int(self.now() * 1000)
             hold = now_ms + PACE_HOLD_MS
             try:
                 with translated("UpdateItem WAF update pacing"):
-                    self.table.update_item(
+                    answer = self.table.update_item(
                         Key=RATE_KEY,
                         UpdateExpression="SET next_at = :hold",
-                        ConditionExpression="attribute_not_exists(next_at) OR next_at <= :now",
-                        ExpressionAttributeValues={":hold": hold, ":now": now_ms},
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        ConditionExpression="attribute_not_exists(next_at) OR next_at <= :lead",
+                        ExpressionAttributeValues={":hold": hold, ":lead": now_ms + PACE_LEAD_MS},
+                        ReturnValues="UPDATED_OLD",
                     )
-                return hold
+                return hold, max(now_ms, int(answer.get("Attributes", {}).get("next_at", now_ms)))
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
                 item = cast(dict[str, Any], exc.response.get("Item") or {})
                 old = plain(from_wire(item))  # an error's item comes typed
-                wait_ms = int(old.get("next_at", now_ms + 100)) - now_ms
+                wait_ms = int(old.get("next_at", now_ms + 100)) - PACE_LEAD_MS - now_ms
                 if wait_ms > UPDATE_SPACING_MS:  # a turn held by a writer at work: it may pass it on early
                     wait_ms = PACE_CHECK_MS
                 self.sleep(max(wait_ms, 10) / 1000)
 
-    def _pass_turn(self, hold: int, sent_ms: int | None) -> None:
-        """Give the turn on: the next UpdateIPSet no sooner than UPDATE_SPACING_MS after ours was sent,
-        at once when we sent none. A hold that lapsed (another writer's turn began) is left alone."""
-        next_at = int(self.now() * 1000) if sent_ms is None else sent_ms + UPDATE_SPACING_MS
+    def _pass_turn(self, hold: int, answered_ms: int | None) -> None:
+        """Give the turn on: the next UpdateIPSet no sooner than UPDATE_SPACING_MS after ours was
+        answered (so after it reached WAF), at once when we sent none. A hold that lapsed (another
+        writer's turn began) is left alone."""
+        next_at = int(self.now() * 1000) if answered_ms is None else answered_ms + UPDATE_SPACING_MS
         self._update_if(
             "WAF update pacing",
             RATE_KEY,
@@ -386,40 +395,44 @@ class WafSets(Items):
 
     def _write(self, ip_set: WafSet, owner: str) -> tuple[list[str], list[str], int, float | None]:
         """Make the set hold the table's members; (what it held, what it holds now, the generation
-        that is, the soonest expiry among what it holds). Called when the set is known to need a change, so it waits for the stack's paced
-        turn first, then reads the summary, the members and the set: whatever changed while it
-        waited goes out in this update. A call sent spends the turn, whatever its outcome; a set
-        found right already passes the turn on at once."""
+        that is, the soonest expiry among what it holds). Called when the set is known to need a
+        change: it takes the stack's paced turn first (a little before it comes), then reads the
+        summary, the members as of the turn and the set, and sends when the turn comes: whatever
+        changed while it waited goes out in this update. A call sent spends the turn, whatever its
+        outcome; a set found right already passes the turn on at once."""
         first: list[str] | None = None
         for attempt in range(LOCK_ATTEMPTS):
-            hold = self._pace()
-            sent_ms: int | None = None
+            hold, turn_ms = self._pace()
+            answered_ms: int | None = None
             try:
                 summary = self._summary(ip_set.name)  # first: every member joined up to its gen is in the Query
-                desired, due = self.members(ip_set.name)
+                desired, due = self.members(ip_set.name, as_of=turn_ms / 1000)
                 with translated("GetIPSet"):
                     got = self.wafv2.get_ip_set(Name=ip_set.name, Scope=self.scope, Id=ip_set.id)
                 held = sorted(normal(a) for a in got["IPSet"].get("Addresses", []))
                 first = held if first is None else first
                 if held != desired:
-                    sent_ms = int(self.now() * 1000)
-                    with translated("UpdateIPSet"):
-                        self.wafv2.update_ip_set(
-                            Name=ip_set.name,
-                            Scope=self.scope,
-                            Id=ip_set.id,
-                            Addresses=desired,
-                            LockToken=got["LockToken"],
-                        )
+                    self.sleep(max(0.0, turn_ms / 1000 - self.now()))
+                    try:
+                        with translated("UpdateIPSet"):
+                            self.wafv2.update_ip_set(
+                                Name=ip_set.name,
+                                Scope=self.scope,
+                                Id=ip_set.id,
+                                Addresses=desired,
+                                LockToken=got["LockToken"],
+                            )
+                    finally:
+                        answered_ms = int(self.now() * 1000)
             except (TransientAwsError, ClientError) as exc:
                 code = error_code(exc) if isinstance(exc, ClientError) else "transient"
-                if sent_ms is None or code not in THROTTLED | {"WAFOptimisticLockException", "transient"}:
+                if answered_ms is None or code not in THROTTLED | {"WAFOptimisticLockException", "transient"}:
                     raise  # a read failed (the task is retried), or WAF refused the update for good
                 if code != "WAFOptimisticLockException":  # throttled: WAF's rate is shared with others
                     self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
                 continue  # else changed since our read: read the table and the set again
             finally:
-                self._pass_turn(hold, sent_ms)
+                self._pass_turn(hold, answered_ms)
             self._applied(ip_set.name, owner, summary.gen, digest(desired))
             return first, desired, summary.gen, due
         raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")

@@ -308,9 +308,13 @@ class Registration:
             if current is not None and current.state in ("pending", "active"):
                 return Registered(current, "extended")  # it already ends later
             return None
-        if block.waf_set is not None and self.ctx.waf is not None and existing.expires_at <= self.ctx.now():
-            # Extended after its old expiry: an update since may have left it out of its set (a
-            # writer leaves out members that are due); wait for the one that puts it back.
+        if (
+            block.waf_set is not None
+            and self.ctx.waf is not None
+            and self.ctx.waf.may_have_left_out(existing.expires_at)
+        ):
+            # Extended at or near its old expiry: an update may have left it out of its set (a
+            # writer leaves out members that are due by its turn); wait for the one that puts it back.
             self.ctx.waf.flush(block.waf_set)
         logger.info("block extended", extra={"block_id": block.id, "expires_at": block.expires_at})
         count("BlocksExtended")
