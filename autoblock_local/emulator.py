@@ -30,7 +30,10 @@ moto internals are touched here and nowhere else:
 * moto's Step Functions parses the ASL again for every execution (``AmazonStateLanguageParser.parse``,
   about 0.4 s of CPU, twice per StartExecution); a definition is parsed once here and its program
   shared (``_parsed_once``: the program keeps no state of its own), so a burst of thousands of
-  executions costs what AWS's would, not minutes of parsing.
+  executions costs what AWS's would, not minutes of parsing. Likewise each JSONPath of a state
+  (``InputPath``, ``Parameters``' ``.$`` fields, ``ResultPath``, ...) is parsed by jsonpath_ng's
+  PLY parser (about 7 ms of CPU) every time a state runs: ``json_path.parse`` and
+  ``result_path.parse`` are memoized (``_path_parsed_once``; a parsed path is only read when used).
 * Nothing outlives the emulated AWS: moto runs each execution in background threads it lists in
   ``moto.stepfunctions.parser.utils.TMP_THREADS`` (the execution, its program, one per Task attempt).
   When ``emulated_aws()`` closes it stops every running execution, then joins each thread started
@@ -101,9 +104,11 @@ from moto.ec2.responses import EC2Response
 from moto.iam.exceptions import NotFoundException
 from moto.iam.models import iam_backends
 from moto.stepfunctions.parser import utils as sfn_utils
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.utils import json_path
 from moto.sts.exceptions import STSClientError
 from moto.sts.models import STSBackend
 from moto.wafv2.exceptions import WAFv2ClientError
@@ -443,6 +448,12 @@ def _parsed_once(definition: str) -> Any:
     return _PARSE(definition)
 
 
+def _path_parsed_once(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """jsonpath_ng's ``parse``, once per path: moto's Step Functions parses a state's JSONPaths each
+    time the state runs (about 7 ms of CPU each, a dozen per block's execution)."""
+    return functools.lru_cache(maxsize=1024)(parse)
+
+
 def _serialized(original: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
     def call_action(self: Any) -> Any:
         with lock:
@@ -528,6 +539,8 @@ def emulated_aws() -> Iterator[None]:
         mock.patch.object(STSBackend, "assume_role", _assume_existing_role),
         mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=closing.wait)),
         mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parsed_once)),
+        mock.patch.object(json_path, "parse", _path_parsed_once(vars(json_path)["parse"])),
+        mock.patch.object(result_path, "parse", _path_parsed_once(vars(result_path)["parse"])),
         mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
     ):
         for method, action in WAF_WRITE_ACTIONS.items():
