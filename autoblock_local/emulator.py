@@ -22,7 +22,8 @@ moto internals are touched here and nowhere else:
   was exceeded (AWS's quota: one call of each such action a second per account and Region; CLOUDFRONT
   scope counts in us-east-1, where its calls are made). A refused call does not move the window; one
   let through does, whatever its outcome (a stale lock token still spent the call). The backend's
-  write methods are wrapped to do so, and each call is recorded in ``WAF_WRITES``. Calls made inside
+  write methods are wrapped to do so, and each call is recorded in ``WAF_WRITES`` (with the
+  addresses it gave the set and when moto had applied it: the benchmark's expiry lag). Calls made inside
   ``waf_unpaced()`` (the emulator's own set-up, a test's foreign writer) are neither limited nor
   counted. moto checks an IP set's lock token and then replaces the set in two steps, so two updates
   with the same token could both pass on two threads; WAF's request handling is serialized, as
@@ -112,7 +113,7 @@ from moto.stepfunctions.parser.asl.utils import json_path
 from moto.sts.exceptions import STSClientError
 from moto.sts.models import STSBackend
 from moto.wafv2.exceptions import WAFv2ClientError
-from moto.wafv2.models import GLOBAL_REGION, WAFV2Backend, wafv2_backends
+from moto.wafv2.models import GLOBAL_REGION, WAFV2Backend
 from moto.wafv2.responses import WAFV2Response
 
 from autoblock.dal.items import to_block
@@ -335,6 +336,8 @@ class WafWrite:
     outcome: str  # "ok", or the error code it was refused with
     throttled: bool  # refused for the request rate (outcome WAFLimitsExceededException)
     paced: bool  # False: made inside ``waf_unpaced`` (set-up, a test's foreign writer), not rate-limited
+    done: float = 0.0  # time.time() once moto had answered: for UpdateIPSet, when the set changed
+    addresses: tuple[str, ...] = ()  # what a CreateIPSet or UpdateIPSet call gave the set
 
 
 WAF_WRITES: list[WafWrite] = []  # every WAF write since the emulated AWS opened (the benchmark reads it)
@@ -388,7 +391,20 @@ def _waf_limited(action: str, original: Callable[..., Any]) -> Callable[..., Any
             raise
         finally:
             with _WAF_LOCK:
-                WAF_WRITES.append(WafWrite(now, action, self.account_id, region, name, outcome, throttled, paced))
+                WAF_WRITES.append(
+                    WafWrite(
+                        now,
+                        action,
+                        self.account_id,
+                        region,
+                        name,
+                        outcome,
+                        throttled,
+                        paced,
+                        time.time(),
+                        tuple(str(a) for a in given.get("addresses") or ()),
+                    )
+                )
 
     return call
 
@@ -765,14 +781,6 @@ class Stack:
     def waf_addresses(self, which: str | int | WafSet, index: int = 1) -> list[str]:
         """The addresses one of the stack's IP sets holds, as GetIPSet returns them."""
         return self.waf_read(which, index)[0]
-
-    def waf_peek(self, which: str | int | WafSet, index: int = 1) -> list[str]:
-        """What GetIPSet would answer for one of the stack's sets, read from moto's state instead: an
-        observer that looks many times a second (the benchmark's expiry lag) neither spends the CPU
-        of the one interpreter it measures nor queues for WAF's lock behind the code under test."""
-        found = self.waf_set(which, index)
-        backend = wafv2_backends[ACCOUNT][GLOBAL_REGION if found.scope == "CLOUDFRONT" else found.region]
-        return list(backend.ip_sets[found.arn].addresses)
 
     def waf_fill(self) -> dict[str, int]:
         """Set name → how many addresses it holds."""
