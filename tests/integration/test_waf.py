@@ -13,7 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from autoblock.handlers import sweeper
+from autoblock.dal.items import LIVE
+from autoblock.dal.table import BlockTable
+from autoblock.handlers import sweeper, wiring
+from autoblock.models import Block, BlockRequest
 from autoblock_local import emulator
 from autoblock_local.emulator import REGION, FakeLambdaContext, Stack, waf_unpaced, wait_until
 from autoblock_local.invoke import call, event, settled
@@ -181,6 +184,30 @@ def test_a_block_extended_after_its_expiry_passed_is_put_back_in_its_set(waf: St
     assert held() == [CIDR, "203.0.113.8/32"]
     member = next(i for i in waf.items("WAFSET#autoblock-v4-1") if i["sk"] == CIDR)
     assert member["expires_at"] == waf.block(due["id"])["expires_at"] > time.time() + 500
+
+
+def test_a_block_made_active_while_blocks_are_listed_is_listed_once(
+    waf: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a WAF block registered, not yet applied (pending: the live index's LIVE partition)
+    block = wiring.lifecycle().registration.register(BlockRequest(ip=IP, targets=["waf"]), source="test").block
+    read = BlockTable._live
+
+    def live_then_applied(self: BlockTable, partition: str, before: int | None = None) -> list[Block]:
+        found = read(self, partition, before)
+        if partition == LIVE:  # it becomes active (LIVE#WAF) before the other partition is read
+            waf.start(block.id)
+            wait_until(lambda: waf.block(block.id)["state"] == "active", 30, "not active")
+        return found
+
+    monkeypatch.setattr(BlockTable, "_live", live_then_applied)
+
+    # When the blocks are listed meanwhile
+    status, body = call("api_list_blocks.json", TOKEN)
+
+    # Then it is listed once, as it is now
+    assert status == 200, body
+    assert [(b["id"], b["state"]) for b in body["blocks"]] == [(block.id, "active")]
 
 
 def test_a_burst_of_blocks_coalesces_into_few_updates_and_the_set_holds_exactly_them(waf: Stack, fault: Faults) -> None:

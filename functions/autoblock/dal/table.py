@@ -9,7 +9,7 @@ an applied one, the numbers and lock an ended block gives back).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from boto3.dynamodb.conditions import Key
@@ -39,6 +39,25 @@ CCF = "ConditionalCheckFailed"
 def _cancelled(exc: ClientError) -> list[str] | None:
     """The per-item reasons of a cancelled transaction, None for any other error."""
     return cancellation_reasons(exc) if error_code(exc) == "TransactionCanceledException" else None
+
+
+LIVE_STATES = ("pending", "active", "releasing")  # the order a live block goes through them
+
+
+def latest(blocks: Iterable[Block]) -> list[Block]:
+    """One copy of each block, in its latest state: the live index's partitions are read one after
+    the other, so a block that moved between them meanwhile (a WAF block made active leaves
+    ``LIVE`` for ``LIVE#WAF``) is found in both."""
+    found: dict[str, Block] = {}
+    for block in blocks:
+        seen = found.get(block.id)
+        if seen is None or _rank(block) > _rank(seen):
+            found[block.id] = block
+    return list(found.values())
+
+
+def _rank(block: Block) -> int:
+    return LIVE_STATES.index(block.state) if block.state in LIVE_STATES else len(LIVE_STATES)
 
 
 class BlockTable(HistoryItems, SlotItems):
@@ -81,14 +100,14 @@ class BlockTable(HistoryItems, SlotItems):
     def live(self) -> list[Block]:
         """Every live block, soonest expiry first, read from the sparse ``live`` index (both of its
         partitions: see ``dal.items``)."""
-        blocks = [*self._live(LIVE), *self._live(LIVE_WAF)]
+        blocks = latest([*self._live(LIVE), *self._live(LIVE_WAF)])
         return sorted(blocks, key=lambda b: (b.expires_at, b.id))
 
     def due(self, before: int, waf: bool = True) -> list[Block]:
         """What the sweeper looks at: every live block that holds a rule number or is not active
         (few: a NACL holds RuleLimit), and (``waf``) the active WAF-only blocks whose expiry is
         before ``before`` (none, unless a release is late): never every active WAF block."""
-        return [*self._live(LIVE), *(self._live(LIVE_WAF, before) if waf else [])]
+        return latest([*self._live(LIVE), *(self._live(LIVE_WAF, before) if waf else [])])
 
     def waf_soonest(self, limit: int) -> list[Block]:
         """The active WAF-only blocks that end first (eviction when every WAF IP set is full)."""
