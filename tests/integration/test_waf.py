@@ -143,6 +143,28 @@ def test_a_writer_that_reads_ahead_of_its_turn_leaves_out_what_is_due_by_then_an
     assert with_other[0].done >= due + 0.3
 
 
+def test_a_writer_that_took_its_turn_early_and_sent_nothing_gives_the_turn_back_as_it_was(waf: Stack) -> None:
+    # Given the stack's next update turn 1.5 s ahead, and a set whose generation moved while its
+    # contents did not (a writer taking the turn early finds the set right already)
+    table = waf.ddb.Table(waf.table_name)
+    turn = int(time.time() * 1000) + 1500
+    table.put_item(Item={"pk": "WAFRATE", "sk": "WAFRATE", "next_at": turn})
+    table.update_item(
+        Key={"pk": "WAFSET#autoblock-v4-1", "sk": "#SET"},
+        UpdateExpression="ADD gen :one",
+        ExpressionAttributeValues={":one": 1},
+    )
+
+    # When that set is flushed
+    sets = wiring.lifecycle().ctx.waf
+    assert sets is not None
+    sets.flush("autoblock-v4-1")
+
+    # Then no update was sent, and the turn is where it was: no sooner for the next writer
+    assert not [w for w in emulator.WAF_WRITES if w.paced]
+    assert table.get_item(Key={"pk": "WAFRATE", "sk": "WAFRATE"})["Item"]["next_at"] >= turn
+
+
 def test_a_block_extended_just_before_its_expiry_is_answered_only_once_no_update_leaves_it_out(waf: Stack) -> None:
     # Given a WAF block (its release not reached), the next update turn 0.3 s after its expiry, and
     # another block whose writer takes that turn early and reads the members as of the turn

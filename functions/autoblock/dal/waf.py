@@ -380,11 +380,12 @@ class WafSets(Items):
                     wait_ms = PACE_CHECK_MS
                 self.sleep(max(wait_ms, 10) / 1000)
 
-    def _pass_turn(self, hold: int, answered_ms: int | None) -> None:
+    def _pass_turn(self, hold: int, turn_ms: int, answered_ms: int | None) -> None:
         """Give the turn on: the next UpdateIPSet no sooner than UPDATE_SPACING_MS after ours was
-        answered (so after it reached WAF), at once when we sent none. A hold that lapsed (another
-        writer's turn began) is left alone."""
-        next_at = int(self.now() * 1000) if answered_ms is None else answered_ms + UPDATE_SPACING_MS
+        answered (so after it reached WAF); when we sent none, the turn we were given, unused (it may
+        still be ahead: we took it early). A hold that lapsed (another writer's turn began) is left
+        alone."""
+        next_at = turn_ms if answered_ms is None else answered_ms + UPDATE_SPACING_MS
         self._update_if(
             "WAF update pacing",
             RATE_KEY,
@@ -432,7 +433,7 @@ class WafSets(Items):
                     self.sleep(min(2.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
                 continue  # else changed since our read: read the table and the set again
             finally:
-                self._pass_turn(hold, answered_ms)
+                self._pass_turn(hold, turn_ms, answered_ms)
             self._applied(ip_set.name, owner, summary.gen, digest(desired))
             return first, desired, summary.gen, due
         raise TransientAwsError(f"WAF IP set {ip_set.name}: not updated after {LOCK_ATTEMPTS} attempts")
