@@ -933,8 +933,12 @@ the emulator's record of every such call (the addresses it gave, and when it was
 removed; {lag["early"]} early. Updates are spaced about 1.05 s apart (WAF's rate, which all the sets
 of an account and Region share), and the writer reads ahead of its turn and leaves out what is due
 by then, so an address waits at most about one turn. Step Functions, the handlers, DynamoDB and WAF
-all run in one Python interpreter here: a thread that polled the sets every 50 ms queued for it
-behind the wave's expiries and saw removals up to 0.9 s late, so the record is used instead.
+all run in one Python interpreter here, which the measurement keeps out of the figure in two ways:
+a thread that polled the sets every 50 ms queued for it behind the wave's expiries and saw removals
+up to 0.9 s late, so the record is used instead; and a full collection of its one heap (a million
+objects: every emulated service's state) stopped every thread for up to 1.1 s, a pause no Lambda
+or Step Functions worker on AWS shares with the others, so the heap left before each wave is frozen
+(`gc.freeze()`) and collections scan only what the wave creates.
 """
 
 
