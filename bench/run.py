@@ -832,8 +832,8 @@ autoblock, whole lifecycle: {" → ".join(life["calls"])}
 Path: {" → ".join(life["path"])}
 
 moto's Wait rounds the time to wait down to whole seconds (`int(delta.total_seconds())`), so the
-Wait ends up to a second before `expires_at`; Expire's first conditional UpdateItem then finds the
-block not yet due, sleeps the rest and tries again. {"That is the second UpdateItem above: on AWS the lifecycle is one call fewer." if life["counts"].get("DynamoDB.UpdateItem", 0) > 1 else ""}
+Wait ends up to a second before `expires_at`, as Step Functions' may; Expire sleeps the rest before
+its conditional UpdateItem (the ticket carries `expires_at`), rather than ask once too early.
 
 Seed, per block: {json.dumps(base["calls_per_block"])}; per sweep: {json.dumps(base["calls_per_expiry"])}
 
