@@ -10,7 +10,7 @@ an applied one, the numbers and lock an ended block gives back).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
@@ -31,7 +31,7 @@ from autoblock.dal.items import (
 from autoblock.dal.slots import SlotItems
 from autoblock.dal.waf import extend_writes, join_writes
 from autoblock.logic import refs
-from autoblock.models import Address, AddressLocked, Block, HistoryEvent, SetFull, SlotTaken, Unchanged
+from autoblock.models import Address, AddressLocked, Block, BlockState, HistoryEvent, SetFull, SlotTaken, Unchanged
 
 CCF = "ConditionalCheckFailed"
 
@@ -41,23 +41,17 @@ def _cancelled(exc: ClientError) -> list[str] | None:
     return cancellation_reasons(exc) if error_code(exc) == "TransactionCanceledException" else None
 
 
-LIVE_STATES = ("pending", "active", "releasing")  # the order a live block goes through them
-
-
 def latest(blocks: Iterable[Block]) -> list[Block]:
     """One copy of each block, in its latest state: the live index's partitions are read one after
     the other, so a block that moved between them meanwhile (a WAF block made active leaves
     ``LIVE`` for ``LIVE#WAF``) is found in both."""
+    order = get_args(BlockState)  # the order a block goes through its states
     found: dict[str, Block] = {}
     for block in blocks:
         seen = found.get(block.id)
-        if seen is None or _rank(block) > _rank(seen):
+        if seen is None or order.index(block.state) > order.index(seen.state):
             found[block.id] = block
     return list(found.values())
-
-
-def _rank(block: Block) -> int:
-    return LIVE_STATES.index(block.state) if block.state in LIVE_STATES else len(LIVE_STATES)
 
 
 class BlockTable(HistoryItems, SlotItems):
