@@ -16,6 +16,7 @@ emulator's limits: 10,000 addresses per set, one UpdateIPSet a second per accoun
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -387,7 +388,8 @@ def expiry_lag(blocks: int, wave: int = 100) -> dict[str, Any]:
     left on the heap then is frozen (``gc.freeze``): a full collection of the emulator's one heap
     stops every thread for up to a second, which would measure the emulator, not the release."""
     lags: list[float] = []
-    with emulated_aws():
+    with emulated_aws(), contextlib.ExitStack() as frozen:
+        frozen.callback(gc.unfreeze)  # whatever happens, the heap is the collector's again
         stack = deploy_stack(setenv, nacls=1, WafScope="REGIONAL", WafIpSetsPerFamily=2, test_defaults=False)
         run = wiring.lifecycle()
         for first in range(0, blocks, wave):
@@ -400,7 +402,6 @@ def expiry_lag(blocks: int, wave: int = 100) -> dict[str, Any]:
             gc.collect()  # before the wave's first expiry, about 20 s away
             gc.freeze()
             lags += removals(expiries, 120)
-        gc.unfreeze()
     return lag_summary(blocks, lags)
 
 
